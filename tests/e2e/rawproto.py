@@ -51,6 +51,19 @@ def _cstr(text):
     return text.encode() + b"\0"
 
 
+def _encode_values(values):
+    """Encode a count and length-prefixed values: bytes, str (UTF-8) or None (NULL)."""
+    out = struct.pack("!H", len(values))
+    for value in values:
+        if value is None:
+            out += struct.pack("!i", -1)
+            continue
+        if isinstance(value, str):
+            value = value.encode()
+        out += struct.pack("!i", len(value)) + value
+    return out
+
+
 def message(type_byte, body=b""):
     """Frame `body` as a frontend message with a self-inclusive length."""
     return type_byte + struct.pack("!I", len(body) + 4) + body
@@ -100,14 +113,7 @@ def bind(portal="", stmt="", params=(), param_formats=(), result_formats=()):
     body += struct.pack("!H", len(param_formats))
     for fmt in param_formats:
         body += struct.pack("!H", fmt)
-    body += struct.pack("!H", len(params))
-    for value in params:
-        if value is None:
-            body += struct.pack("!i", -1)
-            continue
-        if isinstance(value, str):
-            value = value.encode()
-        body += struct.pack("!i", len(value)) + value
+    body += _encode_values(params)
     body += struct.pack("!H", len(result_formats))
     for fmt in result_formats:
         body += struct.pack("!H", fmt)
@@ -155,14 +161,7 @@ def function_call(oid, args=(), arg_formats=(), result_format=0):
     body = struct.pack("!I", oid) + struct.pack("!H", len(arg_formats))
     for fmt in arg_formats:
         body += struct.pack("!H", fmt)
-    body += struct.pack("!H", len(args))
-    for value in args:
-        if value is None:
-            body += struct.pack("!i", -1)
-            continue
-        if isinstance(value, str):
-            value = value.encode()
-        body += struct.pack("!i", len(value)) + value
+    body += _encode_values(args)
     body += struct.pack("!H", result_format)
     return message(b"F", body)
 
