@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg2
 
 from rawproto import *  # noqa: F401,F403  (the raw client is part of this module's API)
-from rawproto import RawClient
+from rawproto import RawClient, error_fields
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUPERUSER = "postgres"
@@ -549,3 +549,51 @@ def parse_window_id(output):
     if not lines:
         raise ValueError("`schemagate window open` printed nothing")
     return lines[-1].split()[-1]
+
+
+# ---------------------------------------------------------------------------
+# Helpers for comparing the proxy with a direct connection
+# ---------------------------------------------------------------------------
+
+
+def raw_login(host, port, user="app", database="app", password="app-pw", **params):
+    """Open a RawClient, log in and return it positioned after the first ReadyForQuery."""
+    client = RawClient.connect(host, port)
+    try:
+        client.login(user, database, password, **params)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def comparable(messages):
+    """Reduce messages to what must match between the proxy and a direct connection.
+
+    BackendKeyData bodies may differ (the proxy may issue its own cancel keys), and
+    ErrorResponse/NoticeResponse keep only severity, SQLSTATE and message text.
+    """
+    reduced = []
+    for type_byte, body in messages:
+        if type_byte == b"K":
+            reduced.append(("K",))
+        elif type_byte in (b"E", b"N"):
+            fields = error_fields(body)
+            reduced.append((type_byte.decode(), fields.get("V"), fields.get("C"), fields.get("M")))
+        else:
+            reduced.append((type_byte.decode(), body))
+    return reduced
+
+
+def run_direct_and_proxied(cluster, proxy, scenario, reset=True, **login):
+    """Run `scenario(client)` on a direct and on a proxied raw session; return both message lists.
+
+    The app rows are reset before each run so both start from the same state.
+    """
+    results = []
+    for host, port in ((cluster.host, cluster.port), (proxy.host, proxy.port)):
+        if reset:
+            cluster.reset_app_rows()
+        with raw_login(host, port, **login) as client:
+            results.append(scenario(client))
+    return results
