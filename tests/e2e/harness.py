@@ -169,6 +169,7 @@ HBA_CONF = """\
 local all all trust
 host all md5user 127.0.0.1/32 md5
 host all all 127.0.0.1/32 scram-sha-256
+host replication all 127.0.0.1/32 scram-sha-256
 """
 
 FIXTURE_ROLES = """\

@@ -432,8 +432,10 @@ class RawClient:
         return scram
 
     def _read_startup_tail(self):
-        messages = self.read_until_ready()
-        for type_byte, body in messages:
+        messages = []
+        while True:
+            type_byte, body = self.read_message()
+            messages.append((type_byte, body))
             if type_byte == b"S":
                 key, value = parameter_status(body)
                 self.params[key] = value
@@ -442,7 +444,8 @@ class RawClient:
                 self.backend_key = body[4:]
             elif type_byte == b"E":
                 raise ServerError(error_fields(body))
-        return messages
+            elif type_byte == b"Z":
+                return messages
 
     def login(self, user, database, password, **params):
         """Send a StartupMessage and authenticate; return the post-authentication messages."""
