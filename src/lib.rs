@@ -7,5 +7,8 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod policy;
+pub mod protocol;
 pub mod server;
+pub mod session;
+pub mod tls;
 pub mod window;

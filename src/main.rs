@@ -1,1 +1,122 @@
-fn main() {}
+//! Command line: `serve` runs the proxy; the other subcommands check
+//! configuration, make certificates and talk to the admin API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use schemagate::audit::AuditLog;
+use schemagate::session::Shared;
+use schemagate::window::WindowManager;
+
+/// Exit code for an unusable configuration or invalid arguments.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "schemagate", version, about = "PostgreSQL proxy that enforces migration-time privileges")]
+struct Cli {
+    /// Log format for the proxy's own logs.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Configuration file.
+        #[arg(long, default_value = "rules.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve { config } => runtime.block_on(serve(config)),
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCHEMAGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(config_path: PathBuf) -> ExitCode {
+    let config = match schemagate::config::load(&config_path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let windows = match WindowManager::new(&config) {
+        Ok(windows) => windows,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let audit = match AuditLog::open(&config.audit) {
+        Ok(audit) => audit,
+        Err(error) => {
+            eprintln!("error: audit.path: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let listen_address = config.listen.address;
+    let shared = match Shared::new(config, windows, audit) {
+        Ok(shared) => shared,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen_address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {listen_address} (listen.address): {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(address = %listen_address, "schemagate listening");
+
+    let stop = CancellationToken::new();
+    tokio::spawn(wait_for_signals(stop.clone()));
+    schemagate::server::run(shared, listener, stop).await;
+    tracing::info!("schemagate stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signals(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+    }
+    stop.cancel();
+}
