@@ -443,7 +443,7 @@ class Proxy:
         if not binary.exists():
             raise ProxyStartError(f"schemagate binary not found at {binary}; run `cargo build` first")
         env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info")
+        env.setdefault("SCHEMAGATE_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([str(binary), "serve", "--config", str(self.config_path)],
@@ -459,8 +459,13 @@ class Proxy:
     def _listening(self):
         if self.process.poll() is not None:
             raise ProxyStartError(f"schemagate exited with code {self.process.returncode} before listening")
+        return port_accepts(self.host, self.port)
+
+    def wait_for_admin(self, timeout=10.0):
+        """Wait until the admin listener accepts connections."""
         admin_host, admin_port = self.admin_url.removeprefix("http://").rsplit(":", 1)
-        return port_accepts(self.host, self.port) and port_accepts(admin_host, int(admin_port))
+        wait_until(lambda: port_accepts(admin_host, int(admin_port)), timeout,
+                   message=f"schemagate admin API at {self.admin_url}")
 
     def log_tail(self, max_chars=6000):
         try:
@@ -483,6 +488,7 @@ class Proxy:
         return RawClient.connect(self.host, self.port)
 
     def cli(self, *args, check=False):
+        self.wait_for_admin()
         argv = [schemagate_bin(), *args, "--admin", self.admin_url, "--token-file", self.token_file]
         return run(argv, check=check)
 

@@ -85,7 +85,11 @@ def test_plaintext_pipelined_after_request_rejected(cluster, proxy, oracle, requ
     with RawClient.connect(proxy.host, proxy.port) as client:
         client.send(request_bytes + startup_message({"user": "app", "database": "app"})
                     + query("DELETE FROM alembic_version"))
-        assert client.read_byte() == b"N"
+        answer = client.read_byte()
+        assert answer in (b"N", b"E")
+        if answer == b"E":
+            # Rejected before answering the request: the byte starts the ErrorResponse.
+            client.buffer = answer + client.buffer
         expect_close(client, "08P01")
 
     assert connections_since(cluster, mark) == []
