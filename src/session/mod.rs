@@ -120,7 +120,11 @@ async fn serve(
     let setup = tokio::time::timeout(startup_timeout, start_upstream(&shared, &params, &mut client_reader, &mut client_writer, tls));
     let (mut server_reader, mut server_writer, cancel_key) = match setup.await {
         Ok(Ok(connected)) => connected,
-        Ok(Err(error)) => {
+        Ok(Err(upstream::SetupError::Relayed(reason))) => {
+            tracing::info!(%reason, "session setup failed");
+            return;
+        }
+        Ok(Err(upstream::SetupError::Proxy(error))) => {
             tracing::info!(reason = %error.message, "session setup failed");
             let _ = client_writer.write_all(&error.to_bytes()).await;
             return;
@@ -156,7 +160,7 @@ async fn start_upstream(
     client_reader: &mut FrameReader<IoReader>,
     client_writer: &mut IoWriter,
     client_tls: bool,
-) -> Result<Upstream, ProxyError> {
+) -> Result<Upstream, upstream::SetupError> {
     let server = upstream::connect(shared).await?;
     let upstream_tls = shared.config().upstream.tls.mode != crate::config::UpstreamTlsMode::Disable;
     let (server_read, mut server_writer) = tokio::io::split(server);
