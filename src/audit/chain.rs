@@ -32,7 +32,7 @@ const HASH_HEX_LEN: usize = 64;
 /// `,"hash":"` + 64 hex digits + `"}`.
 const HASH_MEMBER_LEN: usize = HASH_MEMBER_PREFIX.len() + HASH_HEX_LEN + 2;
 
-/// Where the next record attaches to the chain.
+/// Position where the next record attaches to the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChainHead {
     pub next_seq: u64,
@@ -42,12 +42,18 @@ pub(crate) struct ChainHead {
 
 impl ChainHead {
     pub fn genesis() -> Self {
-        ChainHead { next_seq: 1, last_line_hash: GENESIS_HASH.to_owned() }
+        ChainHead {
+            next_seq: 1,
+            last_line_hash: GENESIS_HASH.to_owned(),
+        }
     }
 
     /// Returns the head that follows `line`, a line already checked by [`check_line`].
     pub fn after(line: &[u8], fields: &ChainFields) -> Self {
-        ChainHead { next_seq: fields.seq.saturating_add(1), last_line_hash: sha256_hex(line) }
+        ChainHead {
+            next_seq: fields.seq.saturating_add(1),
+            last_line_hash: sha256_hex(line),
+        }
     }
 }
 
@@ -87,7 +93,10 @@ pub(crate) fn encode_line(
     bytes.extend_from_slice(hash.as_bytes());
     bytes.extend_from_slice(b"\"}");
 
-    let next = ChainHead { next_seq: head.next_seq + 1, last_line_hash: sha256_hex(&bytes) };
+    let next = ChainHead {
+        next_seq: head.next_seq + 1,
+        last_line_hash: sha256_hex(&bytes),
+    };
     bytes.push(b'\n');
     Ok(EncodedLine { bytes, next })
 }
@@ -102,7 +111,7 @@ pub(crate) struct ChainFields {
     hash: String,
 }
 
-/// Why a single line is not a valid record, judged without its neighbours.
+/// Defect of a single line, judged without its neighbours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineProblem {
     #[error("not a valid audit record: {0}")]
@@ -146,7 +155,11 @@ mod tests {
     use super::*;
 
     fn record() -> AuditRecord {
-        AuditRecord { event: "decision", session_id: Some(7), ..AuditRecord::default() }
+        AuditRecord {
+            event: "decision",
+            session_id: Some(7),
+            ..AuditRecord::default()
+        }
     }
 
     #[test]
@@ -187,9 +200,14 @@ mod tests {
     fn check_line_rejects_edit() {
         let line = encode_line(&ChainHead::genesis(), "t", &record()).expect("encode");
         let text = String::from_utf8(line.bytes).expect("utf-8");
-        let edited = text.trim_end().replace("\"session_id\":7", "\"session_id\":8");
+        let edited = text
+            .trim_end()
+            .replace("\"session_id\":7", "\"session_id\":8");
 
-        assert_eq!(check_line(edited.as_bytes()).err(), Some(LineProblem::HashMismatch));
+        assert_eq!(
+            check_line(edited.as_bytes()).err(),
+            Some(LineProblem::HashMismatch)
+        );
     }
 
     #[test]
@@ -197,7 +215,10 @@ mod tests {
         let hash = "a".repeat(64);
         let line = format!("{{\"hash\":\"{hash}\",\"seq\":1,\"prev_hash\":\"{GENESIS_HASH}\"}}");
 
-        assert_eq!(check_line(line.as_bytes()).err(), Some(LineProblem::HashNotLast));
+        assert_eq!(
+            check_line(line.as_bytes()).err(),
+            Some(LineProblem::HashNotLast)
+        );
     }
 
     #[test]
@@ -208,6 +229,9 @@ mod tests {
         let doubled = format!("{{\"hash\":\"x\",{}", &text.trim_end()[1..]);
 
         assert!(hash_member.starts_with(",\"hash\""));
-        assert!(matches!(check_line(doubled.as_bytes()), Err(LineProblem::Invalid(_))));
+        assert!(matches!(
+            check_line(doubled.as_bytes()),
+            Err(LineProblem::Invalid(_))
+        ));
     }
 }

@@ -44,6 +44,7 @@ pub struct AuditRecord {
     pub application_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
+    /// `allow` or `deny`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +53,7 @@ pub struct AuditRecord {
     pub command_tag: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<String>,
+    /// Normalized statement text with literals replaced, never the text as sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statement: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,7 +69,10 @@ pub enum AuditError {
     #[error("audit log write failed: {0}")]
     Write(#[from] std::io::Error),
     #[error("cannot open audit log {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Resume(#[from] ResumeError),
     #[error("cannot encode audit record: {0}")]
@@ -131,17 +136,17 @@ impl AuditLog {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Whether allowed statements are logged, or only denials and events.
+    /// Returns whether allowed statements are logged, or only denials and events.
     pub fn log_allowed(&self) -> bool {
         self.log_allowed
     }
 
-    /// What the session does with a statement whose record cannot be written.
+    /// Returns what the session does with a statement whose record cannot be written.
     pub fn on_failure(&self) -> AuditFailureMode {
         self.on_failure
     }
 
-    /// Whether records go to a file.
+    /// Returns whether records go to a file.
     pub fn is_enabled(&self) -> bool {
         self.writer.is_some()
     }
@@ -193,8 +198,9 @@ const RFC3339_MICROS: &[time::format_description::BorrowedFormatItem<'static>] =
 /// Returns the current UTC time as RFC 3339 with microseconds.
 fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    // Formatting fails only for years outside 0..=9999.
-    now.format(RFC3339_MICROS).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    // Every component of the format is present in an OffsetDateTime, so this does not fail.
+    now.format(RFC3339_MICROS)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use super::chain::{self, ChainHead};
 use super::rotate;
 
-/// Longest last line read back when resuming a chain.
+/// Maximum length of the last line read back when resuming a chain.
 const MAX_LINE_BYTES: u64 = 256 * 1024 * 1024;
 const FIRST_WINDOW: u64 = 8 * 1024;
 
-/// Why an existing log cannot be continued.
+/// Error that prevents continuing the chain of an existing log.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
     #[error("cannot read {path}: {source}")]
@@ -24,8 +24,8 @@ pub enum ResumeError {
 }
 
 /// Returns the head after the last record of `path`, or of its rotated
-/// predecessor `path.1` when `path` is missing or empty; the genesis head
-/// when neither holds a record.
+/// predecessor `path.1` when `path` is missing or empty. Returns the genesis
+/// head when neither contains a record.
 pub(crate) fn resume_head(path: &Path) -> Result<ChainHead, ResumeError> {
     if let Some(head) = head_of_file(path)? {
         return Ok(head);
@@ -36,8 +36,14 @@ pub(crate) fn resume_head(path: &Path) -> Result<ChainHead, ResumeError> {
 
 /// Returns `None` for a missing, empty or non-regular file.
 fn head_of_file(path: &Path) -> Result<Option<ChainHead>, ResumeError> {
-    let read_error = |source| ResumeError::Read { path: path.to_owned(), source };
-    let unusable = |reason: String| ResumeError::Unusable { path: path.to_owned(), reason };
+    let read_error = |source| ResumeError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let unusable = |reason: String| ResumeError::Unusable {
+        path: path.to_owned(),
+        reason,
+    };
 
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -49,14 +55,16 @@ fn head_of_file(path: &Path) -> Result<Option<ChainHead>, ResumeError> {
         return Ok(None);
     }
 
-    let line = last_line(&mut file, metadata.len()).map_err(read_error)?.map_err(unusable)?;
+    let line = last_line(&mut file, metadata.len())
+        .map_err(read_error)?
+        .map_err(unusable)?;
     let fields =
         chain::check_line(&line).map_err(|problem| unusable(format!("last line: {problem}")))?;
     Ok(Some(ChainHead::after(&line, &fields)))
 }
 
 /// Reads the last line of a file of `len > 0` bytes, newline excluded.
-/// The inner error says why the tail is not a complete line.
+/// The inner error describes why the tail is not a complete line.
 fn last_line(file: &mut File, len: u64) -> io::Result<Result<Vec<u8>, String>> {
     let mut window = FIRST_WINDOW.min(len);
     loop {
@@ -66,7 +74,9 @@ fn last_line(file: &mut File, len: u64) -> io::Result<Result<Vec<u8>, String>> {
         file.by_ref().take(window).read_to_end(&mut buf)?;
 
         if buf.last() != Some(&b'\n') {
-            return Ok(Err("the last line is incomplete (no trailing newline)".to_owned()));
+            return Ok(Err(
+                "the last line is incomplete (no trailing newline)".to_owned()
+            ));
         }
         let content = &buf[..buf.len() - 1];
         if let Some(newline) = content.iter().rposition(|&b| b == b'\n') {
@@ -76,7 +86,9 @@ fn last_line(file: &mut File, len: u64) -> io::Result<Result<Vec<u8>, String>> {
             return Ok(Ok(content.to_vec()));
         }
         if window >= MAX_LINE_BYTES {
-            return Ok(Err(format!("the last line is longer than {MAX_LINE_BYTES} bytes")));
+            return Ok(Err(format!(
+                "the last line is longer than {MAX_LINE_BYTES} bytes"
+            )));
         }
         window = (window * 2).min(len).min(MAX_LINE_BYTES);
     }

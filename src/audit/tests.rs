@@ -3,7 +3,10 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn audit_config(path: &Path) -> config::Audit {
-    config::Audit { path: Some(path.to_owned()), ..config::Audit::default() }
+    config::Audit {
+        path: Some(path.to_owned()),
+        ..config::Audit::default()
+    }
 }
 
 fn decision(session_id: u64) -> AuditRecord {
@@ -44,7 +47,9 @@ fn log_of_ten() -> (tempfile::TempDir, PathBuf) {
 
 fn broken_at(result: Result<VerifyReport, VerifyError>) -> (u64, Option<u64>, ChainProblem) {
     match result {
-        Err(VerifyError::Broken { line, seq, problem, .. }) => (line, seq, problem),
+        Err(VerifyError::Broken {
+            line, seq, problem, ..
+        }) => (line, seq, problem),
         other => panic!("expected a broken chain, got {other:?}"),
     }
 }
@@ -99,7 +104,9 @@ fn record_has_all_fields() {
 
     let hash = value["hash"].as_str().expect("hash is a string");
     assert_eq!(hash.len(), 64);
-    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(hash
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 }
 
 #[test]
@@ -113,8 +120,7 @@ fn time_is_rfc3339_utc_micros() {
     assert_eq!(&time[10..11], "T");
     assert_eq!(&time[19..20], ".");
     assert!(time.ends_with('Z'));
-    let parsed =
-        time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339);
+    let parsed = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339);
     assert!(parsed.is_ok(), "{time}");
 }
 
@@ -131,7 +137,7 @@ fn empty_fields_left_out() {
 fn chain_verifies() {
     let (_dir, path) = log_of_ten();
 
-    let report = verify(&[path.clone()]).expect("chain intact");
+    let report = verify(std::slice::from_ref(&path)).expect("chain intact");
 
     assert_eq!(report.records, 10);
     assert_eq!(report.first_seq, Some(1));
@@ -146,7 +152,7 @@ fn edited_line_detected() {
     lines[4] = lines[4].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"");
     write_lines(&path, &lines);
 
-    let (line, seq, problem) = broken_at(verify(&[path.clone()]));
+    let (line, seq, problem) = broken_at(verify(std::slice::from_ref(&path)));
 
     assert_eq!(line, 5);
     assert_eq!(seq, Some(5));
@@ -187,7 +193,13 @@ fn deleted_line_detected() {
 
     assert_eq!(line, 5);
     assert_eq!(seq, Some(5));
-    assert_eq!(problem, ChainProblem::SequenceGap { expected: 5, found: 6 });
+    assert_eq!(
+        problem,
+        ChainProblem::SequenceGap {
+            expected: 5,
+            found: 6
+        }
+    );
 }
 
 #[test]
@@ -201,7 +213,13 @@ fn swapped_lines_detected() {
 
     assert_eq!(line, 4);
     assert_eq!(seq, Some(4));
-    assert_eq!(problem, ChainProblem::SequenceGap { expected: 4, found: 5 });
+    assert_eq!(
+        problem,
+        ChainProblem::SequenceGap {
+            expected: 4,
+            found: 5
+        }
+    );
 }
 
 #[test]
@@ -252,7 +270,10 @@ fn unreadable_file_exits_two() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("missing.log");
 
-    assert!(matches!(verify(&[missing.clone()]), Err(VerifyError::Read { .. })));
+    assert!(matches!(
+        verify(std::slice::from_ref(&missing)),
+        Err(VerifyError::Read { .. })
+    ));
     assert_eq!(run_verify(&[missing]), 2);
     assert_eq!(run_verify(&[]), 2);
 }
@@ -279,7 +300,10 @@ fn open_rejects_torn_last_line() {
 
     let result = AuditLog::open(&audit_config(&path));
 
-    assert!(matches!(result, Err(AuditError::Resume(ResumeError::Unusable { .. }))));
+    assert!(matches!(
+        result,
+        Err(AuditError::Resume(ResumeError::Unusable { .. }))
+    ));
 }
 
 #[test]
@@ -291,7 +315,10 @@ fn open_rejects_edited_last_line() {
 
     let result = AuditLog::open(&audit_config(&path));
 
-    assert!(matches!(result, Err(AuditError::Resume(ResumeError::Unusable { .. }))));
+    assert!(matches!(
+        result,
+        Err(AuditError::Resume(ResumeError::Unusable { .. }))
+    ));
 }
 
 #[test]

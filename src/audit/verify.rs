@@ -17,7 +17,7 @@ pub struct VerifyReport {
     pub last_line_hash: Option<String>,
 }
 
-/// What is wrong with the first broken record.
+/// Defect found in the first broken record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainProblem {
     #[error(transparent)]
@@ -38,10 +38,15 @@ pub enum ChainProblem {
 pub enum VerifyError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
-    /// `seq` is the sequence number the chain expects at this line; it is
+    /// `seq` is the sequence number the chain expects at this line. It is
     /// `None` only when the very first line given is broken.
     #[error("{}:{line}: {}{problem}", path.display(), seq.map(|s| format!("record {s}: ")).unwrap_or_default())]
-    Broken { path: PathBuf, line: u64, seq: Option<u64>, problem: ChainProblem },
+    Broken {
+        path: PathBuf,
+        line: u64,
+        seq: Option<u64>,
+        problem: ChainProblem,
+    },
 }
 
 /// Checks `paths`, oldest first, as one chain: every line parses, its `hash`
@@ -50,7 +55,7 @@ pub enum VerifyError {
 ///
 /// A chain whose first record has `seq` 1 must start from the genesis hash.
 /// One that starts later (older files not given) is checked from there on,
-/// and `first_seq` says where. Lines removed from the very end, or before
+/// and `first_seq` is where it starts. Lines removed from the very end, or before
 /// the first record given, cannot be detected from the files alone.
 pub fn verify(paths: &[PathBuf]) -> Result<VerifyReport, VerifyError> {
     let mut walker = ChainWalker::default();
@@ -67,7 +72,10 @@ struct ChainWalker {
 
 impl ChainWalker {
     fn walk_file(&mut self, path: &Path) -> Result<(), VerifyError> {
-        let read_error = |source| VerifyError::Read { path: path.to_owned(), source };
+        let read_error = |source| VerifyError::Read {
+            path: path.to_owned(),
+            source,
+        };
         let mut reader = BufReader::new(File::open(path).map_err(read_error)?);
         let mut line = Vec::new();
         let mut number = 0u64;
@@ -86,11 +94,12 @@ impl ChainWalker {
             };
             let expected = self.report.last_seq.map(|s| s.saturating_add(1));
 
-            // Only the last line of a file can lack the newline: a torn write.
+            // Only the last line of a file can lack the newline, after a torn write.
             if line.pop() != Some(b'\n') {
                 return Err(broken(expected, ChainProblem::Incomplete));
             }
-            self.check_next(&line).map_err(|problem| broken(expected, problem))?;
+            self.check_next(&line)
+                .map_err(|problem| broken(expected, problem))?;
         }
     }
 
@@ -101,10 +110,16 @@ impl ChainWalker {
             Some(last) => {
                 let expected = last.saturating_add(1);
                 if fields.seq > expected {
-                    return Err(ChainProblem::SequenceGap { expected, found: fields.seq });
+                    return Err(ChainProblem::SequenceGap {
+                        expected,
+                        found: fields.seq,
+                    });
                 }
                 if fields.seq < expected {
-                    return Err(ChainProblem::SequenceBackwards { expected, found: fields.seq });
+                    return Err(ChainProblem::SequenceBackwards {
+                        expected,
+                        found: fields.seq,
+                    });
                 }
                 if Some(&fields.prev_hash) != self.report.last_line_hash.as_ref() {
                     return Err(ChainProblem::PrevHashMismatch { previous: last });
@@ -112,7 +127,10 @@ impl ChainWalker {
             }
             None => {
                 if fields.seq == 0 {
-                    return Err(ChainProblem::SequenceBackwards { expected: 1, found: 0 });
+                    return Err(ChainProblem::SequenceBackwards {
+                        expected: 1,
+                        found: 0,
+                    });
                 }
                 if fields.seq == 1 && fields.prev_hash != GENESIS_HASH {
                     return Err(ChainProblem::NotGenesis);

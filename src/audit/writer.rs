@@ -35,7 +35,11 @@ impl Writer {
         })
     }
 
-    pub fn append(&mut self, record: &AuditRecord, durability: Durability) -> Result<(), AuditError> {
+    pub fn append(
+        &mut self,
+        record: &AuditRecord,
+        durability: Durability,
+    ) -> Result<(), AuditError> {
         let time = now_rfc3339();
         let line = chain::encode_line(&self.head, &time, record)?;
         self.rotate_if_needed(line.bytes.len() as u64);
@@ -121,8 +125,15 @@ impl Writer {
 
 /// Opens `path` for appending, creating it, and returns its current length.
 fn open_append(path: &Path) -> Result<(File, u64), AuditError> {
-    let open_error = |source: io::Error| AuditError::Open { path: path.to_owned(), source };
-    let file = OpenOptions::new().create(true).append(true).open(path).map_err(open_error)?;
+    let open_error = |source: io::Error| AuditError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(open_error)?;
     let len = file.metadata().map_err(open_error)?.len();
     Ok((file, len))
 }
