@@ -569,6 +569,12 @@ mod tests {
     }
 
     #[test]
+    fn metrics_shareable_across_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Metrics>();
+    }
+
+    #[test]
     fn command_tags_sorted_and_unique() {
         assert!(COMMAND_TAGS.windows(2).all(|pair| pair[0] < pair[1]));
     }

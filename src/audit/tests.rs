@@ -438,3 +438,35 @@ fn disabled_log_accepts_records() {
     assert!(log.reopen().is_ok());
     assert_eq!(log.failures(), 0);
 }
+
+#[test]
+fn broken_chain_message_names_place() {
+    let (_dir, path) = log_of_ten();
+    let mut lines = read_lines(&path);
+    lines.remove(6);
+    write_lines(&path, &lines);
+
+    let error = verify(std::slice::from_ref(&path)).expect_err("chain is broken");
+
+    let expected = format!("{}:7: record 7: sequence gap: expected 7, found 8", path.display());
+    assert_eq!(error.to_string(), expected);
+}
+
+#[test]
+fn concurrent_writers_keep_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.log");
+    let mut config = audit_config(&path);
+    config.rotate_bytes = Some(4096);
+    let log = AuditLog::open(&config).expect("open");
+
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| write_records(&log, 50));
+        }
+    });
+
+    let report = verify(&rotated_files(&path)).expect("chain intact");
+    assert_eq!(report.records, 200);
+    assert_eq!(report.last_seq, Some(200));
+}
