@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 /// `Content-Type` of [`Metrics::encode`] output (OpenMetrics text, which
 /// Prometheus scrapes).
@@ -324,117 +324,106 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        let r = &mut registry;
 
-        let connections_current = Gauge::default();
-        registry.register(
+        let connections_current = registered(
+            r,
             "schemagate_connections_current",
             "Client connections open now",
-            connections_current.clone(),
+            Gauge::default(),
         );
-        let connections_total = Counter::default();
-        registry.register(
+        let connections_total = registered(
+            r,
             "schemagate_connections",
             "Client connections accepted",
-            connections_total.clone(),
+            Counter::default(),
         );
-
-        let refused_family = Family::<KindLabels, Counter>::default();
-        registry.register(
+        let refused_family: Family<KindLabels, Counter> = registered(
+            r,
             "schemagate_connections_refused",
             "Client connections closed before their session started, by reason",
-            refused_family.clone(),
+            Family::default(),
         );
-        let refused = RefusalReason::ALL.map(|reason| {
-            refused_family
-                .get_or_create(&[("reason", reason.as_str())])
-                .clone()
-        });
-
-        let statements_family = Family::<StatementLabels, Counter>::default();
-        registry.register(
+        let statements_family = registered(
+            r,
             "schemagate_statements",
             "Statements decided by the policy, by decision and command tag",
-            statements_family.clone(),
+            Family::default(),
         );
-        let statements = (0..=COMMAND_TAGS.len())
-            .map(|_| Default::default())
-            .collect();
-
-        let denials = Family::<RuleLabels, Counter>::default();
-        registry.register(
+        let denials = registered(
+            r,
             "schemagate_denials",
             "Statements denied, by rule",
-            denials.clone(),
+            Family::default(),
         );
-
-        let windows_open = Gauge::default();
-        registry.register(
+        let windows_open = registered(
+            r,
             "schemagate_windows_open",
             "Migration windows open now",
-            windows_open.clone(),
+            Gauge::default(),
         );
-        let sessions_bound = Gauge::default();
-        registry.register(
+        let sessions_bound = registered(
+            r,
             "schemagate_sessions_bound",
             "Sessions bound to a migration window now",
-            sessions_bound.clone(),
+            Gauge::default(),
         );
 
         let parse_cache = std::sync::Arc::new(ParseCacheTotals::default());
-        registry.register_collector(Box::new(parse_cache.clone()));
+        r.register_collector(Box::new(parse_cache.clone()));
 
-        let upstream_connect = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registry.register_with_unit(
+        let upstream_connect = registered_seconds(
+            r,
             "schemagate_upstream_connect",
             "Time to connect to the upstream server",
-            Unit::Seconds,
-            upstream_connect.clone(),
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         );
-        let policy_evaluation = Histogram::new(POLICY_EVALUATION_BUCKETS);
-        registry.register_with_unit(
+        let policy_evaluation = registered_seconds(
+            r,
             "schemagate_policy_evaluation",
             "Time to parse and decide one SQL text",
-            Unit::Seconds,
-            policy_evaluation.clone(),
+            Histogram::new(POLICY_EVALUATION_BUCKETS),
         );
-
-        let bytes_family = Family::<KindLabels, Counter>::default();
-        registry.register(
+        let bytes_family: Family<KindLabels, Counter> = registered(
+            r,
             "schemagate_bytes_relayed",
             "Protocol bytes relayed between clients and the upstream server",
-            bytes_family.clone(),
+            Family::default(),
         );
+        let audit_write_failures = registered(
+            r,
+            "schemagate_audit_write_failures",
+            "Audit records that could not be written",
+            Counter::default(),
+        );
+
         let bytes_for = |d: Direction| {
             bytes_family
                 .get_or_create(&[("direction", d.as_str())])
                 .clone()
         };
-        let bytes_client_to_server = bytes_for(Direction::ClientToServer);
-        let bytes_server_to_client = bytes_for(Direction::ServerToClient);
-
-        let audit_write_failures = Counter::default();
-        registry.register(
-            "schemagate_audit_write_failures",
-            "Audit records that could not be written",
-            audit_write_failures.clone(),
-        );
-
         Metrics {
-            registry,
             connections_current,
             connections_total,
-            refused,
+            refused: RefusalReason::ALL.map(|reason| {
+                refused_family
+                    .get_or_create(&[("reason", reason.as_str())])
+                    .clone()
+            }),
             statements_family,
-            statements,
+            statements: (0..=COMMAND_TAGS.len())
+                .map(|_| Default::default())
+                .collect(),
             denials,
             windows_open,
             sessions_bound,
             parse_cache,
             upstream_connect,
             policy_evaluation,
-            bytes_client_to_server,
-            bytes_server_to_client,
+            bytes_client_to_server: bytes_for(Direction::ClientToServer),
+            bytes_server_to_client: bytes_for(Direction::ServerToClient),
             audit_write_failures,
+            registry,
         }
     }
 
@@ -518,6 +507,22 @@ impl Metrics {
         }
         text
     }
+}
+
+/// Registers a handle to `metric` under `name` and returns the metric.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+fn registered_seconds(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: Histogram,
+) -> Histogram {
+    registry.register_with_unit(name, help, Unit::Seconds, metric.clone());
+    metric
 }
 
 impl Default for Metrics {
