@@ -303,22 +303,35 @@ const POLICY_EVALUATION_BUCKETS: [f64; 13] = [
 /// from any task.
 pub struct Metrics {
     registry: Registry,
-    connections_current: Gauge,
-    connections_total: Counter,
-    refused: [Counter; RefusalReason::ALL.len()],
-    statements_family: Family<StatementLabels, Counter>,
-    /// Lazily resolved children of `statements_family`, so that a tag gets
-    /// a series only once it is seen and later calls skip the family's lock.
-    statements: Box<[[OnceLock<Counter>; 2]]>,
-    denials: Family<RuleLabels, Counter>,
+    connections: ConnectionMetrics,
+    statements: StatementMetrics,
+    relay: RelayMetrics,
     windows_open: Gauge,
     sessions_bound: Gauge,
     parse_cache: std::sync::Arc<ParseCacheTotals>,
-    upstream_connect: Histogram,
-    policy_evaluation: Histogram,
-    bytes_client_to_server: Counter,
-    bytes_server_to_client: Counter,
     audit_write_failures: Counter,
+}
+
+struct ConnectionMetrics {
+    current: Gauge,
+    total: Counter,
+    refused: [Counter; RefusalReason::ALL.len()],
+}
+
+struct StatementMetrics {
+    family: Family<StatementLabels, Counter>,
+    /// Lazily resolved children of `family`, indexed by command tag and
+    /// decision, so that a tag gets a series only once it is seen and later
+    /// calls skip the family's lock.
+    resolved: Box<[[OnceLock<Counter>; 2]]>,
+    denials: Family<RuleLabels, Counter>,
+    evaluation: Histogram,
+}
+
+struct RelayMetrics {
+    upstream_connect: Histogram,
+    client_to_server: Counter,
+    server_to_client: Counter,
 }
 
 impl Metrics {
@@ -326,36 +339,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let r = &mut registry;
 
-        let connections_current = registered(
-            r,
-            "schemagate_connections_current",
-            "Client connections open now",
-            Gauge::default(),
-        );
-        let connections_total = registered(
-            r,
-            "schemagate_connections",
-            "Client connections accepted",
-            Counter::default(),
-        );
-        let refused_family: Family<KindLabels, Counter> = registered(
-            r,
-            "schemagate_connections_refused",
-            "Client connections closed before their session started, by reason",
-            Family::default(),
-        );
-        let statements_family = registered(
-            r,
-            "schemagate_statements",
-            "Statements decided by the policy, by decision and command tag",
-            Family::default(),
-        );
-        let denials = registered(
-            r,
-            "schemagate_denials",
-            "Statements denied, by rule",
-            Family::default(),
-        );
+        let connections = ConnectionMetrics::register(r);
+        let statements = StatementMetrics::register(r);
+        let relay = RelayMetrics::register(r);
         let windows_open = registered(
             r,
             "schemagate_windows_open",
@@ -368,28 +354,8 @@ impl Metrics {
             "Sessions bound to a migration window now",
             Gauge::default(),
         );
-
         let parse_cache = std::sync::Arc::new(ParseCacheTotals::default());
         r.register_collector(Box::new(parse_cache.clone()));
-
-        let upstream_connect = registered_seconds(
-            r,
-            "schemagate_upstream_connect",
-            "Time to connect to the upstream server",
-            Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
-        );
-        let policy_evaluation = registered_seconds(
-            r,
-            "schemagate_policy_evaluation",
-            "Time to parse and decide one SQL text",
-            Histogram::new(POLICY_EVALUATION_BUCKETS),
-        );
-        let bytes_family: Family<KindLabels, Counter> = registered(
-            r,
-            "schemagate_bytes_relayed",
-            "Protocol bytes relayed between clients and the upstream server",
-            Family::default(),
-        );
         let audit_write_failures = registered(
             r,
             "schemagate_audit_write_failures",
@@ -397,86 +363,68 @@ impl Metrics {
             Counter::default(),
         );
 
-        let bytes_for = |d: Direction| {
-            bytes_family
-                .get_or_create(&[("direction", d.as_str())])
-                .clone()
-        };
         Metrics {
-            connections_current,
-            connections_total,
-            refused: RefusalReason::ALL.map(|reason| {
-                refused_family
-                    .get_or_create(&[("reason", reason.as_str())])
-                    .clone()
-            }),
-            statements_family,
-            statements: (0..=COMMAND_TAGS.len())
-                .map(|_| Default::default())
-                .collect(),
-            denials,
+            registry,
+            connections,
+            statements,
+            relay,
             windows_open,
             sessions_bound,
             parse_cache,
-            upstream_connect,
-            policy_evaluation,
-            bytes_client_to_server: bytes_for(Direction::ClientToServer),
-            bytes_server_to_client: bytes_for(Direction::ServerToClient),
             audit_write_failures,
-            registry,
         }
     }
 
     /// Counts an accepted client connection.
     pub fn connection_opened(&self) {
-        self.connections_total.inc();
-        self.connections_current.inc();
+        self.connections.total.inc();
+        self.connections.current.inc();
     }
 
     /// Counts the close of a connection counted by [`connection_opened`](Self::connection_opened).
     pub fn connection_closed(&self) {
-        self.connections_current.dec();
+        self.connections.current.dec();
     }
 
     /// Counts a connection closed before its session started.
     pub fn connection_refused(&self, reason: RefusalReason) {
-        self.refused[reason as usize].inc();
+        self.connections.refused[reason as usize].inc();
     }
 
     /// Counts one statement the policy decided. `tag` is its Postgres command tag.
     pub fn statement(&self, decision: Decision, tag: &str) {
         let index = command_tag_index(tag);
-        let column = decision as usize;
-        let counter = self.statements[index][column].get_or_init(|| {
+        let counter = self.statements.resolved[index][decision as usize].get_or_init(|| {
             let labels = [
                 ("decision", decision.as_str()),
                 ("command", command_tag_label(index)),
             ];
-            self.statements_family.get_or_create(&labels).clone()
+            self.statements.family.get_or_create(&labels).clone()
         });
         counter.inc();
     }
 
     /// Counts a statement denied by the rule with id `rule`, such as `ddl.allow`.
     pub fn denial(&self, rule: &str) {
-        self.denials
+        self.statements
+            .denials
             .get_or_create(&[("rule", rule.to_owned())])
             .inc();
     }
 
     pub fn policy_evaluated(&self, duration: Duration) {
-        self.policy_evaluation.observe(duration.as_secs_f64());
+        self.statements.evaluation.observe(duration.as_secs_f64());
     }
 
     pub fn upstream_connected(&self, duration: Duration) {
-        self.upstream_connect.observe(duration.as_secs_f64());
+        self.relay.upstream_connect.observe(duration.as_secs_f64());
     }
 
     /// Adds `n` relayed bytes. Called per message, so it only adds to an atomic counter.
     pub fn bytes(&self, direction: Direction, n: u64) {
         match direction {
-            Direction::ClientToServer => self.bytes_client_to_server.inc_by(n),
-            Direction::ServerToClient => self.bytes_server_to_client.inc_by(n),
+            Direction::ClientToServer => self.relay.client_to_server.inc_by(n),
+            Direction::ServerToClient => self.relay.server_to_client.inc_by(n),
         };
     }
 
@@ -506,6 +454,97 @@ impl Metrics {
             tracing::error!(%error, "metrics encoding failed");
         }
         text
+    }
+}
+
+impl ConnectionMetrics {
+    fn register(r: &mut Registry) -> Self {
+        let current = registered(
+            r,
+            "schemagate_connections_current",
+            "Client connections open now",
+            Gauge::default(),
+        );
+        let total = registered(
+            r,
+            "schemagate_connections",
+            "Client connections accepted",
+            Counter::default(),
+        );
+        let refused_family: Family<KindLabels, Counter> = registered(
+            r,
+            "schemagate_connections_refused",
+            "Client connections closed before their session started, by reason",
+            Family::default(),
+        );
+
+        let refused = RefusalReason::ALL.map(|reason| {
+            refused_family
+                .get_or_create(&[("reason", reason.as_str())])
+                .clone()
+        });
+        ConnectionMetrics {
+            current,
+            total,
+            refused,
+        }
+    }
+}
+
+impl StatementMetrics {
+    fn register(r: &mut Registry) -> Self {
+        let family = registered(
+            r,
+            "schemagate_statements",
+            "Statements decided by the policy, by decision and command tag",
+            Family::default(),
+        );
+        let denials = registered(
+            r,
+            "schemagate_denials",
+            "Statements denied, by rule",
+            Family::default(),
+        );
+        let evaluation = registered_seconds(
+            r,
+            "schemagate_policy_evaluation",
+            "Time to parse and decide one SQL text",
+            Histogram::new(POLICY_EVALUATION_BUCKETS),
+        );
+
+        let resolved = (0..=COMMAND_TAGS.len())
+            .map(|_| Default::default())
+            .collect();
+        StatementMetrics {
+            family,
+            resolved,
+            denials,
+            evaluation,
+        }
+    }
+}
+
+impl RelayMetrics {
+    fn register(r: &mut Registry) -> Self {
+        let upstream_connect = registered_seconds(
+            r,
+            "schemagate_upstream_connect",
+            "Time to connect to the upstream server",
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+        );
+        let bytes: Family<KindLabels, Counter> = registered(
+            r,
+            "schemagate_bytes_relayed",
+            "Protocol bytes relayed between clients and the upstream server",
+            Family::default(),
+        );
+
+        let counter_for = |d: Direction| bytes.get_or_create(&[("direction", d.as_str())]).clone();
+        RelayMetrics {
+            upstream_connect,
+            client_to_server: counter_for(Direction::ClientToServer),
+            server_to_client: counter_for(Direction::ServerToClient),
+        }
     }
 }
 
