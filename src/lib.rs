@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod server;
