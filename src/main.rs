@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use schemagate::audit::AuditLog;
+use schemagate::metrics::Metrics;
 use schemagate::session::Shared;
 use schemagate::window::WindowManager;
 
@@ -83,7 +86,8 @@ async fn serve(config_path: PathBuf) -> ExitCode {
         }
     };
     let listen_address = config.listen.address;
-    let shared = match Shared::new(config, windows, audit) {
+    let metrics = Arc::new(Metrics::new());
+    let shared = match Shared::new(config, windows, audit, metrics) {
         Ok(shared) => shared,
         Err(errors) => {
             for error in errors {
