@@ -5,7 +5,10 @@
 
 pub mod admin;
 pub mod audit;
+pub mod certs;
+pub mod cli_check;
 pub mod config;
 pub mod policy;
 pub mod server;
+pub mod tls;
 pub mod window;
