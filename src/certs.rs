@@ -36,7 +36,10 @@ pub enum CertsError {
     #[error("{} already exists; pass --force to overwrite", .0.display())]
     Exists(PathBuf),
     #[error("cannot write {path}: {source}", path = .path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot generate certificate: {0}")]
     Generate(#[from] rcgen::Error),
 }
@@ -77,7 +80,10 @@ pub fn generate(out: &Path, hosts: &[String], force: bool) -> Result<GeneratedFi
             return Err(CertsError::Exists(existing.to_path_buf()));
         }
     }
-    std::fs::create_dir_all(out).map_err(|source| CertsError::Write { path: out.to_path_buf(), source })?;
+    std::fs::create_dir_all(out).map_err(|source| CertsError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
 
     let ca = CertifiedIssuer::self_signed(ca_params(), KeyPair::generate()?)?;
     write_file(&files.ca_cert, &ca.pem(), 0o644, force)?;
@@ -167,7 +173,10 @@ fn set_validity(params: &mut CertificateParams, days: i64) {
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32, force: bool) -> Result<(), CertsError> {
-    let wrap = |source| CertsError::Write { path: path.to_path_buf(), source };
+    let wrap = |source| CertsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
 
     let mut options = OpenOptions::new();
     options.write(true);

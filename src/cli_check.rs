@@ -39,7 +39,10 @@ pub fn check(path: &Path) -> Result<Config, Vec<String>> {
         return Ok(config);
     }
 
-    let invalid = ConfigError::Invalid { path: path.display().to_string(), errors };
+    let invalid = ConfigError::Invalid {
+        path: path.display().to_string(),
+        errors,
+    };
     Err(invalid.messages())
 }
 
@@ -60,7 +63,12 @@ fn write_network(out: &mut String, config: &Config) {
         Some(path) => format!(", client certificates checked against {}", path.display()),
         None => String::new(),
     };
-    let _ = writeln!(out, "listen: {} (tls {}{client_ca})", listen.address, enum_name(&listen.tls.mode));
+    let _ = writeln!(
+        out,
+        "listen: {} (tls {}{client_ca})",
+        listen.address,
+        enum_name(&listen.tls.mode)
+    );
 
     let upstream = &config.upstream;
     let server_name = match &upstream.tls.server_name {
@@ -88,9 +96,23 @@ fn write_network(out: &mut String, config: &Config) {
 }
 
 fn write_policy(out: &mut String, config: &Config) {
-    let _ = writeln!(out, "protected tables: {}", list(&config.protected_tables));
-    let _ = writeln!(out, "ddl.allow ({}): {}", config.ddl.allow.len(), list(&config.ddl.allow));
-    let _ = writeln!(out, "ddl.deny ({}): {}", config.ddl.deny.len(), list(&config.ddl.deny));
+    let _ = writeln!(
+        out,
+        "protected tables: {}",
+        list_or(&config.protected_tables, "none")
+    );
+    let _ = writeln!(
+        out,
+        "ddl.allow ({}): {}",
+        config.ddl.allow.len(),
+        list_or(&config.ddl.allow, "none")
+    );
+    let _ = writeln!(
+        out,
+        "ddl.deny ({}): {}",
+        config.ddl.deny.len(),
+        list_or(&config.ddl.deny, "none")
+    );
     let _ = writeln!(
         out,
         "always_deny: {} statement(s), {} function(s)",
@@ -107,9 +129,9 @@ fn write_policy(out: &mut String, config: &Config) {
             out,
             "migrator: {} (databases: {}; certificate subject: {}; source: {})",
             migrator.user,
-            or_any(&migrator.databases),
+            list_or(&migrator.databases, "any"),
             migrator.client_cert_subject.as_deref().unwrap_or("any"),
-            or_any(&sources)
+            list_or(&sources, "any")
         );
     }
 }
@@ -152,16 +174,10 @@ fn write_operations(out: &mut String, config: &Config) {
     );
 }
 
-fn list(items: &[String]) -> String {
+/// Joins `items` with commas, or returns `empty` for an empty list.
+fn list_or(items: &[String], empty: &str) -> String {
     if items.is_empty() {
-        return "none".to_string();
-    }
-    items.join(", ")
-}
-
-fn or_any(items: &[String]) -> String {
-    if items.is_empty() {
-        return "any".to_string();
+        return empty.to_string();
     }
     items.join(", ")
 }

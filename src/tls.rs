@@ -12,7 +12,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::config::{split_host_port, ListenTls, ListenTlsMode, Upstream, UpstreamTls, UpstreamTlsMode};
+use crate::config::{
+    split_host_port, ListenTls, ListenTlsMode, Upstream, UpstreamTls, UpstreamTlsMode,
+};
 
 mod subject;
 mod verify;
@@ -25,13 +27,22 @@ pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}", path = .path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid PEM: {reason}", path = .path.display())]
     Pem { path: PathBuf, reason: String },
     #[error("{path}: no {expected} found", path = .path.display())]
-    NoItems { path: PathBuf, expected: &'static str },
+    NoItems {
+        path: PathBuf,
+        expected: &'static str,
+    },
     #[error("{path}: invalid CA certificate: {source}", path = .path.display())]
-    BadCaCertificate { path: PathBuf, source: rustls::Error },
+    BadCaCertificate {
+        path: PathBuf,
+        source: rustls::Error,
+    },
     #[error("{0} is required for this TLS mode")]
     Missing(&'static str),
     #[error("TLS mode is disable")]
@@ -62,8 +73,14 @@ pub fn server_config(tls: &ListenTls) -> Result<Arc<ServerConfig>, TlsError> {
     if tls.mode == ListenTlsMode::Disable {
         return Err(TlsError::Disabled);
     }
-    let cert_path = tls.cert.as_deref().ok_or(TlsError::Missing("listen.tls.cert"))?;
-    let key_path = tls.key.as_deref().ok_or(TlsError::Missing("listen.tls.key"))?;
+    let cert_path = tls
+        .cert
+        .as_deref()
+        .ok_or(TlsError::Missing("listen.tls.cert"))?;
+    let key_path = tls
+        .key
+        .as_deref()
+        .ok_or(TlsError::Missing("listen.tls.key"))?;
     let chain = load_certs(cert_path)?;
     let key = load_private_key(key_path)?;
 
@@ -105,7 +122,10 @@ pub fn client_config(tls: &UpstreamTls) -> Result<Arc<ClientConfig>, TlsError> {
             .with_custom_certificate_verifier(Arc::new(verify::AnyServerCert::new(provider)))
             .with_no_client_auth(),
         UpstreamTlsMode::VerifyCa => {
-            let ca = tls.ca.as_deref().ok_or(TlsError::Missing("upstream.tls.ca"))?;
+            let ca = tls
+                .ca
+                .as_deref()
+                .ok_or(TlsError::Missing("upstream.tls.ca"))?;
             let roots = Arc::new(load_roots(ca)?);
             let inner = WebPkiServerVerifier::builder_with_provider(roots, provider).build()?;
             builder
@@ -147,7 +167,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| pem_error(path, err))?;
     if certs.is_empty() {
-        return Err(TlsError::NoItems { path: path.to_path_buf(), expected: "CERTIFICATE block" });
+        return Err(TlsError::NoItems {
+            path: path.to_path_buf(),
+            expected: "CERTIFICATE block",
+        });
     }
     Ok(certs)
 }
@@ -168,16 +191,21 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {
-        roots.add(cert).map_err(|source| TlsError::BadCaCertificate {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        roots
+            .add(cert)
+            .map_err(|source| TlsError::BadCaCertificate {
+                path: path.to_path_buf(),
+                source,
+            })?;
     }
     Ok(roots)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Describes a PEM error without quoting file content, because the file may
@@ -192,7 +220,10 @@ fn pem_error(path: &Path, err: rustls::pki_types::pem::Error) -> TlsError {
         Error::SectionTooLarge => "a section is larger than 256 MB".to_string(),
         other => other.to_string(),
     };
-    TlsError::Pem { path: path.to_path_buf(), reason }
+    TlsError::Pem {
+        path: path.to_path_buf(),
+        reason,
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ impl Visitor<'_> for DurationVisitor {
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
         humantime::parse_duration(text).map_err(|err| {
-            E::custom(format!("invalid duration {text:?}: {err} (examples: 30s, 15m, 4h)"))
+            E::custom(format!(
+                "invalid duration {text:?}: {err} (examples: 30s, 15m, 4h)"
+            ))
         })
     }
 }

@@ -9,7 +9,10 @@ use super::{validate, Config};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     /// The file is not valid YAML or does not match the configuration model.
     #[error("{path}{location}: {message}")]
     Parse {
@@ -26,15 +29,16 @@ impl ConfigError {
     /// Returns one line per problem, each starting with the file name.
     pub fn messages(&self) -> Vec<String> {
         match self {
-            ConfigError::Invalid { path, errors } => {
-                errors.iter().map(|error| format!("{path}: {error}")).collect()
-            }
+            ConfigError::Invalid { path, errors } => errors
+                .iter()
+                .map(|error| format!("{path}: {error}"))
+                .collect(),
             other => vec![other.to_string()],
         }
     }
 }
 
-/// Line and column (both 1-based) of a YAML error, when the parser knows them.
+/// Line and column (both 1-based) of a YAML error, when the parser reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Location {
     pub line: Option<usize>,

@@ -16,7 +16,12 @@ fn parse_error(text: &str) -> (Location, String, String) {
     match parse(&path) {
         Err(err @ ConfigError::Parse { .. }) => {
             let display = err.to_string();
-            let ConfigError::Parse { location, message, .. } = err else { unreachable!() };
+            let ConfigError::Parse {
+                location, message, ..
+            } = err
+            else {
+                unreachable!()
+            };
             (location, message, display)
         }
         other => panic!("expected a parse error, got {other:?}"),
@@ -50,17 +55,44 @@ fn repository_example_matches_defaults() {
 
     assert_eq!(example.listen.address, defaults.listen.address);
     assert_eq!(example.upstream.address, defaults.upstream.address);
-    assert_eq!(example.upstream.connect_timeout, defaults.upstream.connect_timeout);
-    assert_eq!(example.limits.max_message_bytes, defaults.limits.max_message_bytes);
-    assert_eq!(example.limits.startup_timeout, defaults.limits.startup_timeout);
-    assert_eq!(example.limits.max_connections, defaults.limits.max_connections);
-    assert_eq!(example.limits.shutdown_timeout, defaults.limits.shutdown_timeout);
-    assert_eq!(example.limits.parse_cache_entries, defaults.limits.parse_cache_entries);
+    assert_eq!(
+        example.upstream.connect_timeout,
+        defaults.upstream.connect_timeout
+    );
+    assert_eq!(
+        example.limits.max_message_bytes,
+        defaults.limits.max_message_bytes
+    );
+    assert_eq!(
+        example.limits.startup_timeout,
+        defaults.limits.startup_timeout
+    );
+    assert_eq!(
+        example.limits.max_connections,
+        defaults.limits.max_connections
+    );
+    assert_eq!(
+        example.limits.shutdown_timeout,
+        defaults.limits.shutdown_timeout
+    );
+    assert_eq!(
+        example.limits.parse_cache_entries,
+        defaults.limits.parse_cache_entries
+    );
     assert_eq!(example.protected_tables, defaults.protected_tables);
-    assert_eq!(example.always_deny.statements, defaults.always_deny.statements);
-    assert_eq!(example.always_deny.functions, defaults.always_deny.functions);
+    assert_eq!(
+        example.always_deny.statements,
+        defaults.always_deny.statements
+    );
+    assert_eq!(
+        example.always_deny.functions,
+        defaults.always_deny.functions
+    );
     assert_eq!(example.windows.max_duration, defaults.windows.max_duration);
-    assert_eq!(example.windows.sessions_per_window, defaults.windows.sessions_per_window);
+    assert_eq!(
+        example.windows.sessions_per_window,
+        defaults.windows.sessions_per_window
+    );
     assert_eq!(example.windows.on_expiry, defaults.windows.on_expiry);
     assert_eq!(example.admin.address, defaults.admin.address);
     assert_eq!(example.audit.on_failure, defaults.audit.on_failure);
@@ -76,8 +108,14 @@ fn syntax_error_reports_line() {
     assert_eq!(location.line, Some(5), "{display}");
     assert_eq!(location.column, Some(4), "{display}");
     assert!(message.contains("did not find expected key"), "{message}");
-    assert!(display.contains("rules.yaml:5:4: "), "no file name and line in {display}");
-    assert!(!message.contains("at line 5 column 4"), "location repeated in {message}");
+    assert!(
+        display.contains("rules.yaml:5:4: "),
+        "no file name and line in {display}"
+    );
+    assert!(
+        !message.contains("at line 5 column 4"),
+        "location repeated in {message}"
+    );
 }
 
 #[test]
@@ -97,7 +135,10 @@ fn unknown_key_names_key_and_line() {
 
     assert!(message.contains("listen.tls"), "{message}");
     assert!(message.contains("unknown field `certificate`"), "{message}");
-    assert!(message.contains("cert"), "expected keys are listed: {message}");
+    assert!(
+        message.contains("cert"),
+        "expected keys are listed: {message}"
+    );
     assert_eq!(location.line, Some(5), "{display}");
     assert_eq!(location.column, Some(5), "{display}");
 }
@@ -119,7 +160,10 @@ fn bad_enum_names_key_and_variants() {
     assert!(message.starts_with("listen.tls.mode: "), "{message}");
     assert!(message.contains("requir"), "{message}");
     for variant in ["disable", "allow", "require"] {
-        assert!(message.contains(variant), "{variant} missing from {message}");
+        assert!(
+            message.contains(variant),
+            "{variant} missing from {message}"
+        );
     }
     assert_eq!(location.line, Some(3), "{display}");
     assert!(display.contains("rules.yaml:3:"), "{display}");
@@ -180,21 +224,35 @@ fn relative_paths_resolve_against_config_dir() {
 
     let config = parse(&path).expect("parses");
 
-    assert_eq!(config.listen.tls.cert, Some(dir.path().join("certs/server.pem")));
-    assert_eq!(config.listen.tls.key, Some(PathBuf::from("/abs/server.key")));
+    assert_eq!(
+        config.listen.tls.cert,
+        Some(dir.path().join("certs/server.pem"))
+    );
+    assert_eq!(
+        config.listen.tls.key,
+        Some(PathBuf::from("/abs/server.key"))
+    );
     assert_eq!(config.audit.path, Some(dir.path().join("audit.jsonl")));
 }
 
 #[test]
 fn invalid_config_lists_every_message() {
-    let (_dir, path) = write_config("limits:\n  max_connections: 0\nwindows:\n  sessions_per_window: 0\n");
+    let (_dir, path) =
+        write_config("limits:\n  max_connections: 0\nwindows:\n  sessions_per_window: 0\n");
 
     let err = load(&path).expect_err("invalid values");
     let messages = err.messages();
 
     assert_eq!(messages.len(), 2, "{messages:?}");
-    assert!(messages.iter().all(|line| line.starts_with(&path.display().to_string())));
-    assert!(messages[0].contains("limits.max_connections"), "{messages:?}");
-    assert!(messages[1].contains("windows.sessions_per_window"), "{messages:?}");
+    assert!(messages
+        .iter()
+        .all(|line| line.starts_with(&path.display().to_string())));
+    assert!(
+        messages[0].contains("limits.max_connections"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("windows.sessions_per_window"),
+        "{messages:?}"
+    );
 }
-

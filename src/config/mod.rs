@@ -11,8 +11,8 @@ mod load;
 mod validate;
 
 pub use load::{load, parse, ConfigError, Location};
-pub use validate::{check_policy, split_host_port, validate};
 pub(crate) use validate::enum_name;
+pub use validate::{check_policy, split_host_port, validate};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

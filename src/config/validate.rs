@@ -64,11 +64,15 @@ fn validate_listen(listen: &Listen, errors: &mut Vec<String>) {
 
     match &tls.cert {
         Some(path) => check_file(errors, "listen.tls.cert", tls::load_certs(path)),
-        None => errors.push(format!("listen.tls.cert: required when listen.tls.mode is {mode}")),
+        None => errors.push(format!(
+            "listen.tls.cert: required when listen.tls.mode is {mode}"
+        )),
     }
     match &tls.key {
         Some(path) => check_file(errors, "listen.tls.key", tls::load_private_key(path)),
-        None => errors.push(format!("listen.tls.key: required when listen.tls.mode is {mode}")),
+        None => errors.push(format!(
+            "listen.tls.key: required when listen.tls.mode is {mode}"
+        )),
     }
     if let Some(path) = &tls.client_ca {
         check_file(errors, "listen.tls.client_ca", tls::load_roots(path));
@@ -93,7 +97,10 @@ fn validate_upstream(upstream: &Upstream, errors: &mut Vec<String>) {
     check_positive(errors, "upstream.connect_timeout", upstream.connect_timeout);
 
     let tls = &upstream.tls;
-    let verifies = matches!(tls.mode, UpstreamTlsMode::VerifyCa | UpstreamTlsMode::VerifyFull);
+    let verifies = matches!(
+        tls.mode,
+        UpstreamTlsMode::VerifyCa | UpstreamTlsMode::VerifyFull
+    );
     match &tls.ca {
         Some(path) if verifies => check_file(errors, "upstream.tls.ca", tls::load_roots(path)),
         None if tls.mode == UpstreamTlsMode::VerifyCa => {
@@ -141,7 +148,9 @@ fn validate_migrators(migrators: &[Migrator], errors: &mut Vec<String>) {
             errors.push(format!("migrators[{index}].user: must not be empty"));
         }
         if migrator.databases.iter().any(|db| db.trim().is_empty()) {
-            errors.push(format!("migrators[{index}].databases: names must not be empty"));
+            errors.push(format!(
+                "migrators[{index}].databases: names must not be empty"
+            ));
         }
         if matches!(&migrator.client_cert_subject, Some(subject) if subject.trim().is_empty()) {
             errors.push(format!(
@@ -178,7 +187,10 @@ fn validate_admin(config: &Config, errors: &mut Vec<String>) {
             errors.push(format!("admin.token_file: {} is empty", path.display()));
         }
         Ok(_) => {}
-        Err(err) => errors.push(format!("admin.token_file: cannot read {}: {err}", path.display())),
+        Err(err) => errors.push(format!(
+            "admin.token_file: cannot read {}: {err}",
+            path.display()
+        )),
     }
 }
 
@@ -186,11 +198,16 @@ fn validate_audit(audit: &Audit, errors: &mut Vec<String>) {
     if let Some(path) = &audit.path {
         check_parent_dir(errors, "audit.path", path);
         if path.is_dir() {
-            errors.push(format!("audit.path: {} is a directory; name a file", path.display()));
+            errors.push(format!(
+                "audit.path: {} is a directory; name a file",
+                path.display()
+            ));
         }
     }
     if audit.rotate_bytes == Some(0) {
-        errors.push("audit.rotate_bytes: must be at least 1; leave the key out to never rotate".to_string());
+        errors.push(
+            "audit.rotate_bytes: must be at least 1; leave the key out to never rotate".to_string(),
+        );
     }
 }
 
@@ -212,7 +229,10 @@ fn check_parent_dir(errors: &mut Vec<String>, key: &str, path: &Path) {
         _ => Path::new("."),
     };
     if !parent.is_dir() {
-        errors.push(format!("{key}: directory {} does not exist", parent.display()));
+        errors.push(format!(
+            "{key}: directory {} does not exist",
+            parent.display()
+        ));
     }
 }
 

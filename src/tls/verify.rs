@@ -56,7 +56,9 @@ impl ServerCertVerifier for AnyServerCert {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -74,8 +76,9 @@ impl ChainOnly {
 }
 
 impl ServerCertVerifier for ChainOnly {
-    /// The webpki verifier checks the name only after the chain verified, so
-    /// a name error here means the chain itself is trusted.
+    /// Accepts the certificate when the webpki verifier fails only on the
+    /// name. That verifier checks the name after the chain, so a name error
+    /// means the chain itself is trusted.
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -84,8 +87,13 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let verdict =
-            self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
         match verdict {
             Err(Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
