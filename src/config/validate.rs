@@ -22,7 +22,7 @@ pub fn validate(config: &Config) -> Vec<String> {
     validate_upstream(&config.upstream, &mut errors);
     validate_limits(&config.limits, &mut errors);
     validate_protected_tables(&config.protected_tables, &mut errors);
-    validate_migrators(&config.migrators, &mut errors);
+    validate_migrators(config, &mut errors);
     validate_windows(&config.windows, &mut errors);
     validate_admin(config, &mut errors);
     validate_audit(&config.audit, &mut errors);
@@ -30,8 +30,8 @@ pub fn validate(config: &Config) -> Vec<String> {
     errors
 }
 
-/// Returns the problems the policy engine finds in `ddl` and `always_deny`
-/// (unknown command tags, a tag both allowed and denied, and so on).
+/// Returns the problems the policy engine finds in `ddl` and `always_deny`,
+/// such as unknown command tags.
 pub fn check_policy(_config: &Config) -> Vec<String> {
     // TODO: return `crate::policy::Policy::new(config).err().unwrap_or_default()` once the policy engine exists.
     Vec::new()
@@ -78,7 +78,7 @@ fn validate_listen(listen: &Listen, errors: &mut Vec<String>) {
         check_file(errors, "listen.tls.client_ca", tls::load_roots(path));
     }
 
-    // Each file is fine on its own; building the acceptor also checks that
+    // Each file is fine on its own. Building the acceptor also checks that
     // the key matches the certificate.
     if errors.len() == before {
         if let Err(err) = tls::server_config(tls) {
@@ -142,8 +142,11 @@ fn validate_protected_tables(tables: &[String], errors: &mut Vec<String>) {
     }
 }
 
-fn validate_migrators(migrators: &[Migrator], errors: &mut Vec<String>) {
-    for (index, migrator) in migrators.iter().enumerate() {
+fn validate_migrators(config: &Config, errors: &mut Vec<String>) {
+    let verifies_clients =
+        config.listen.tls.mode != ListenTlsMode::Disable && config.listen.tls.client_ca.is_some();
+
+    for (index, migrator) in config.migrators.iter().enumerate() {
         if migrator.user.trim().is_empty() {
             errors.push(format!("migrators[{index}].user: must not be empty"));
         }
@@ -155,6 +158,13 @@ fn validate_migrators(migrators: &[Migrator], errors: &mut Vec<String>) {
         if matches!(&migrator.client_cert_subject, Some(subject) if subject.trim().is_empty()) {
             errors.push(format!(
                 "migrators[{index}].client_cert_subject: must not be empty; leave the key out to accept any certificate"
+            ));
+        }
+        // Without a verified client certificate no session has a subject, so
+        // this migrator could never match.
+        if migrator.client_cert_subject.is_some() && !verifies_clients {
+            errors.push(format!(
+                "migrators[{index}].client_cert_subject: needs listen.tls.mode allow or require with listen.tls.client_ca set"
             ));
         }
     }

@@ -194,6 +194,33 @@ fn admin_token_file_must_not_be_empty() {
 }
 
 #[test]
+fn certificate_subject_needs_client_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dev_certs(dir.path());
+    let mut config = Config::default();
+    config.migrators.push(Migrator {
+        user: "migrator".to_string(),
+        databases: Vec::new(),
+        client_cert_subject: Some("CN=migrator,O=schemagate dev".to_string()),
+        source: Vec::new(),
+    });
+
+    let errors = validate(&config);
+    assert!(
+        has_error(&errors, "migrators[0].client_cert_subject: needs"),
+        "{errors:#?}"
+    );
+
+    config.listen.tls = ListenTls {
+        mode: ListenTlsMode::Require,
+        cert: Some(files.server_cert.clone()),
+        key: Some(files.server_key.clone()),
+        client_ca: Some(files.ca_cert.clone()),
+    };
+    assert_eq!(validate(&config), Vec::<String>::new());
+}
+
+#[test]
 fn admin_and_listen_addresses_differ() {
     let mut config = Config::default();
     config.admin.address = config.listen.address;
