@@ -5,6 +5,8 @@
 
 pub mod admin;
 pub mod audit;
+pub mod certs;
+pub mod cli_check;
 pub mod config;
 pub mod metrics;
 pub mod policy;

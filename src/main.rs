@@ -35,6 +35,24 @@ enum Command {
         #[arg(long, default_value = "rules.yaml")]
         config: PathBuf,
     },
+    /// Validate a configuration file and print the effective policy.
+    Check {
+        /// Configuration file.
+        #[arg(long, default_value = "rules.yaml")]
+        config: PathBuf,
+    },
+    /// Write a development CA, a server certificate and a client certificate.
+    GenCerts {
+        /// Directory for the PEM files; created when missing.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Extra DNS names or IP addresses for the server certificate (localhost and 127.0.0.1 are always included).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,7 +67,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Check { config } => exit_code(schemagate::cli_check::run_check(&config)),
+        Command::GenCerts { out, hosts, force } => exit_code(schemagate::certs::run_gen_certs(&out, &hosts, force)),
     }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn init_tracing(format: &str) {
@@ -67,7 +91,9 @@ async fn serve(config_path: PathBuf) -> ExitCode {
     let config = match schemagate::config::load(&config_path) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {error}");
+            for message in error.messages() {
+                eprintln!("error: {message}");
+            }
             return ExitCode::from(EXIT_USAGE);
         }
     };

@@ -43,7 +43,7 @@ pub async fn connect(shared: &Arc<Shared>) -> Result<BoxedIo, ProxyError> {
         return Err(unavailable("the upstream server does not accept TLS".to_string()));
     }
     let connector = shared.upstream_tls().ok_or_else(|| unavailable("upstream TLS is not configured".to_string()))?;
-    let server_name = crate::tls::server_name(&config.upstream);
+    let server_name = crate::tls::server_name(&config.upstream).map_err(|e| unavailable(e.to_string()))?;
     let tls = connector.connect(server_name, tcp).await.map_err(|e| unavailable(format!("TLS handshake failed: {e}")))?;
     Ok(Box::new(tls))
 }
