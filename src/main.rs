@@ -14,11 +14,21 @@ use schemagate::metrics::Metrics;
 use schemagate::session::Shared;
 use schemagate::window::WindowManager;
 
+/// Version line: crate version, git commit, and the parser's grammar.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SCHEMAGATE_GIT_COMMIT"),
+    ", pg_query ",
+    env!("SCHEMAGATE_PG_QUERY_VERSION"),
+    ", PostgreSQL 18 grammar)"
+);
+
 /// Exit code for an unusable configuration or invalid arguments.
 const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "schemagate", version, about = "PostgreSQL proxy that enforces migration-time privileges")]
+#[command(name = "schemagate", version = VERSION, about = "PostgreSQL proxy that enforces migration-time privileges")]
 struct Cli {
     /// Log format for the proxy's own logs.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
