@@ -38,7 +38,7 @@ cat >> "$work/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $pg_port
 unix_socket_directories = '$work'
-max_connections = 200
+max_connections = 1100
 CONF
 run_as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w start >/dev/null
 "$pg_bin/pgbench" -i -s 10 -q -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
