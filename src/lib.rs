@@ -5,7 +5,10 @@
 
 pub mod admin;
 pub mod audit;
+pub mod certs;
+pub mod cli_check;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod server;

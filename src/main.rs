@@ -7,15 +7,28 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use schemagate::audit::AuditLog;
+use schemagate::metrics::Metrics;
 use schemagate::session::Shared;
 use schemagate::window::WindowManager;
+
+/// Version line: crate version, git commit, and the parser's grammar.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SCHEMAGATE_GIT_COMMIT"),
+    ", pg_query ",
+    env!("SCHEMAGATE_PG_QUERY_VERSION"),
+    ", PostgreSQL 18 grammar)"
+);
 
 /// Exit code for an unusable configuration or invalid arguments.
 const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "schemagate", version, about = "PostgreSQL proxy that enforces migration-time privileges")]
+#[command(name = "schemagate", version = VERSION, about = "PostgreSQL proxy that enforces migration-time privileges")]
 struct Cli {
     /// Log format for the proxy's own logs.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
@@ -32,6 +45,24 @@ enum Command {
         #[arg(long, default_value = "rules.yaml")]
         config: PathBuf,
     },
+    /// Validate a configuration file and print the effective policy.
+    Check {
+        /// Configuration file.
+        #[arg(long, default_value = "rules.yaml")]
+        config: PathBuf,
+    },
+    /// Write a development CA, a server certificate and a client certificate.
+    GenCerts {
+        /// Directory for the PEM files; created when missing.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Extra DNS names or IP addresses for the server certificate (localhost and 127.0.0.1 are always included).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,7 +77,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Check { config } => exit_code(schemagate::cli_check::run_check(&config)),
+        Command::GenCerts { out, hosts, force } => exit_code(schemagate::certs::run_gen_certs(&out, &hosts, force)),
     }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn init_tracing(format: &str) {
@@ -64,7 +101,9 @@ async fn serve(config_path: PathBuf) -> ExitCode {
     let config = match schemagate::config::load(&config_path) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {error}");
+            for message in error.messages() {
+                eprintln!("error: {message}");
+            }
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -83,7 +122,8 @@ async fn serve(config_path: PathBuf) -> ExitCode {
         }
     };
     let listen_address = config.listen.address;
-    let shared = match Shared::new(config, windows, audit) {
+    let metrics = Arc::new(Metrics::new());
+    let shared = match Shared::new(config, windows, audit, metrics) {
         Ok(shared) => shared,
         Err(errors) => {
             for error in errors {

@@ -3,6 +3,9 @@
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// Largest length field Postgres accepts for any message: 1 GiB - 1.
+pub const MAX_POSTGRES_MESSAGE_LENGTH: usize = (1 << 30) - 1;
+
 /// One complete protocol message, header included.
 #[derive(Debug)]
 pub struct Frame {
@@ -106,6 +109,10 @@ fn checked_length(declared: i32, limit: usize) -> Result<usize, FrameError> {
         return Err(FrameError::InvalidLength(declared.into()));
     }
     let length = usize::try_from(declared).map_err(|_| FrameError::InvalidLength(declared.into()))?;
+    // Postgres itself never accepts a message of 1 GiB or more (PQ_LARGE_MESSAGE_LIMIT).
+    if length > MAX_POSTGRES_MESSAGE_LENGTH {
+        return Err(FrameError::InvalidLength(declared.into()));
+    }
     if length - 4 > limit {
         return Err(FrameError::TooLarge { size: length - 4, limit });
     }
@@ -173,6 +180,7 @@ mod tests {
         let mut out = BytesMut::new();
         encode(b'Q', &body, &mut out).unwrap();
         assert_eq!(&out[1..5], &20i32.to_be_bytes());
-        assert!(checked_length(i32::MAX, usize::MAX).is_ok());
+        assert!(checked_length(0x3fff_ffff, usize::MAX).is_ok());
+        assert!(matches!(checked_length(0x4000_0000, usize::MAX), Err(FrameError::InvalidLength(_))));
     }
 }

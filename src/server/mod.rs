@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 pub use cancel::{CancelMap, CancelTarget};
 pub use registry::{Registry, SessionInfo};
 
+use crate::metrics::{Metrics, RefusalReason};
 use crate::session::{handle_client, Shared};
 
 /// Accepts clients until `stop` fires, then lets sessions finish for up to
@@ -38,7 +39,11 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationT
         };
         let count = connections.fetch_add(1, Ordering::SeqCst) + 1;
         let over_limit = count > shared.config().limits.max_connections;
-        let guard = ConnectionGuard(connections.clone());
+        shared.metrics.connection_opened();
+        if over_limit {
+            shared.metrics.connection_refused(RefusalReason::MaxConnections);
+        }
+        let guard = ConnectionGuard(connections.clone(), shared.metrics.clone());
         let shared = shared.clone();
         let token = sessions.clone();
         tracker.spawn(async move {
@@ -58,11 +63,12 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationT
     }
 }
 
-struct ConnectionGuard(Arc<AtomicUsize>);
+struct ConnectionGuard(Arc<AtomicUsize>, Arc<Metrics>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        self.1.connection_closed();
     }
 }
 

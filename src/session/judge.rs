@@ -11,6 +11,7 @@ use super::relay::{check_empty_body, query_text};
 use super::Shared;
 use crate::audit::AuditRecord;
 use crate::config::AuditFailureMode;
+use crate::metrics::Decision as MetricDecision;
 use crate::policy::{Analysis, AnalyzeError, Decision, Denial, ParseOptions, SessionContext, StatementFacts, WindowAccess};
 use crate::protocol::backend::ProxyError;
 use crate::protocol::frame::Frame;
@@ -206,10 +207,12 @@ impl Judge {
 
     /// Applies the policy with the session's current window access, binding to a window when needed.
     fn decide(&mut self, analysis: &Analysis) -> Result<(), ProxyError> {
+        let started = std::time::Instant::now();
         let policy = self.shared.policy();
         let access = self.shared.windows.access(&self.identity);
         let context = SessionContext { window: access, prepared: &self.sql_prepared };
         let mut decision = policy.decide(analysis, &context);
+        self.shared.metrics.policy_evaluated(started.elapsed());
 
         if decision == (Decision::Allow { uses_window: true }) && access == WindowAccess::Available {
             match self.shared.windows.bind(&self.identity) {
@@ -224,11 +227,22 @@ impl Judge {
             }
         }
 
+        let tag = analysis.statements.first().map(|s| s.tag.as_str()).unwrap_or("EMPTY");
         match decision {
-            Decision::Allow { uses_window } => self.audit_allowed(analysis, uses_window),
+            Decision::Allow { uses_window } => {
+                let result = self.audit_allowed(analysis, uses_window);
+                let outcome = if result.is_ok() { MetricDecision::Allow } else { MetricDecision::Deny };
+                self.shared.metrics.statement(outcome, tag);
+                if result.is_err() {
+                    self.shared.metrics.denial("audit.on_failure");
+                }
+                result
+            }
             Decision::Deny(denial) => {
                 let error = denial_error(&denial);
                 self.audit_denial(&denial.command_tag, &denial.rule, &error, None);
+                self.shared.metrics.statement(MetricDecision::Deny, &denial.command_tag);
+                self.shared.metrics.denial(&denial.rule);
                 Err(error)
             }
         }
@@ -245,7 +259,10 @@ impl Judge {
         record.decision = Some("allow");
         record.command_tag = Some(tag);
         record.window_id = self.shared.windows.bound_window(self.identity.session_id);
-        let written = self.shared.audit.write(record);
+        let written = if uses_window { self.shared.audit.write_durable(record) } else { self.shared.audit.write(record) };
+        if written.is_err() {
+            self.shared.metrics.audit_failure();
+        }
         match written {
             Err(error) if uses_window && config.audit.on_failure == AuditFailureMode::Deny => {
                 tracing::error!(session = self.identity.session_id, %error, "audit log write failed; denying the statement");
@@ -269,7 +286,8 @@ impl Judge {
         record.command_tag = Some(tag.to_string());
         record.rule = Some(rule.to_string());
         record.sqlstate = Some(error.sqlstate.to_string());
-        if let Err(error) = self.shared.audit.write(record) {
+        if let Err(error) = self.shared.audit.write_durable(record) {
+            self.shared.metrics.audit_failure();
             tracing::error!(session = self.identity.session_id, %error, "audit log write failed");
         }
     }

@@ -27,6 +27,7 @@ use self::judge::Judge;
 use self::negotiate::{ClientHello, Negotiated};
 use self::relay::End;
 use crate::audit::AuditRecord;
+use crate::metrics::RefusalReason;
 use crate::protocol::backend::{self, ProxyError};
 use crate::protocol::frame::FrameReader;
 use crate::protocol::sqlstate;
@@ -50,8 +51,11 @@ pub async fn handle_client(shared: Arc<Shared>, tcp: TcpStream, client_addr: Soc
         let startup_timeout = shared.config().limits.startup_timeout;
         let negotiated = match tokio::time::timeout(startup_timeout, negotiate::negotiate(&shared, tcp)).await {
             Ok(Ok(negotiated)) => negotiated,
-            Ok(Err(rejection)) => return reject(rejection).await,
-            Err(_) => return tracing::info!("startup timed out"),
+            Ok(Err(rejection)) => return reject(&shared, rejection).await,
+            Err(_) => {
+                shared.metrics.connection_refused(RefusalReason::StartupTimeout);
+                return tracing::info!("startup timed out");
+            }
         };
         let Negotiated::Startup(hello) = negotiated else { return };
         if over_limit {
@@ -65,8 +69,14 @@ pub async fn handle_client(shared: Arc<Shared>, tcp: TcpStream, client_addr: Soc
     .await
 }
 
-async fn reject(rejection: negotiate::Rejection) {
+async fn reject(shared: &Shared, rejection: negotiate::Rejection) {
     tracing::info!(reason = %rejection.reason, "startup rejected");
+    let reason = match rejection.error.as_ref().map(|e| e.sqlstate) {
+        Some(sqlstate::INVALID_AUTHORIZATION) => RefusalReason::TlsRequired,
+        Some(sqlstate::PROTOCOL_VIOLATION) => RefusalReason::ProtocolViolation,
+        _ => RefusalReason::StartupRejected,
+    };
+    shared.metrics.connection_refused(reason);
     if let (Some(stream), Some(error)) = (rejection.stream, rejection.error) {
         send_fatal(stream, &error).await;
     }
@@ -90,6 +100,7 @@ async fn serve(
     let params = match params::validate(params) {
         Ok(params) => params,
         Err(error) => {
+            shared.metrics.connection_refused(RefusalReason::StartupRejected);
             tracing::info!(reason = %error.message, "startup parameters rejected");
             return send_fatal(stream, &error).await;
         }
@@ -120,7 +131,14 @@ async fn serve(
     let setup = tokio::time::timeout(startup_timeout, start_upstream(&shared, &params, &mut client_reader, &mut client_writer, tls));
     let (mut server_reader, mut server_writer, cancel_key) = match setup.await {
         Ok(Ok(connected)) => connected,
-        Ok(Err(error)) => {
+        Ok(Err(upstream::SetupError::Relayed(reason))) => {
+            tracing::info!(%reason, "session setup failed");
+            return;
+        }
+        Ok(Err(upstream::SetupError::Proxy(error))) => {
+            if error.sqlstate == sqlstate::CONNECTION_FAILURE {
+                shared.metrics.connection_refused(RefusalReason::UpstreamUnavailable);
+            }
             tracing::info!(reason = %error.message, "session setup failed");
             let _ = client_writer.write_all(&error.to_bytes()).await;
             return;
@@ -138,7 +156,9 @@ async fn serve(
     tracing::info!("session started");
 
     let judge = Mutex::new(Judge::new(shared.clone(), identity.clone(), params.application_name.clone()));
-    let end = relay::run(&judge, &mut client_reader, &mut client_writer, &mut server_reader, &mut server_writer, &terminate).await;
+    let metrics = shared.metrics.clone();
+    let end = relay::run(&judge, &mut client_reader, &mut client_writer, &mut server_reader, &mut server_writer, &terminate, &metrics).await;
+    audit_attack(&shared, &end, &identity);
     finish(end, &mut client_writer, &mut server_writer).await;
 
     shared.cancels.remove(cancel_key.0, cancel_key.1);
@@ -156,8 +176,10 @@ async fn start_upstream(
     client_reader: &mut FrameReader<IoReader>,
     client_writer: &mut IoWriter,
     client_tls: bool,
-) -> Result<Upstream, ProxyError> {
+) -> Result<Upstream, upstream::SetupError> {
+    let connect_started = std::time::Instant::now();
     let server = upstream::connect(shared).await?;
+    shared.metrics.upstream_connected(connect_started.elapsed());
     let upstream_tls = shared.config().upstream.tls.mode != crate::config::UpstreamTlsMode::Disable;
     let (server_read, mut server_writer) = tokio::io::split(server);
     let mut server_reader = FrameReader::new(server_read, upstream::MAX_SERVER_MESSAGE_BYTES);
@@ -224,5 +246,32 @@ fn audit_session(shared: &Shared, event: &'static str, identity: &SessionIdentit
     };
     if let Err(error) = shared.audit.write(record) {
         tracing::error!(session = identity.session_id, %error, "audit log write failed");
+    }
+}
+
+/// Records protocol violations, oversize messages and settings changed behind the proxy's back.
+fn audit_attack(shared: &Shared, end: &End, identity: &SessionIdentity) {
+    let End::Fatal(error) = end else { return };
+    let kind = match error.sqlstate {
+        sqlstate::PROTOCOL_VIOLATION => "protocol_violation",
+        sqlstate::PROGRAM_LIMIT_EXCEEDED => "oversize_message",
+        sqlstate::INSUFFICIENT_PRIVILEGE => "setting_changed",
+        _ => return,
+    };
+    let record = AuditRecord {
+        event: "attack",
+        session_id: Some(identity.session_id),
+        client_addr: Some(identity.client_addr.to_string()),
+        client_cert_subject: identity.client_cert_subject.clone(),
+        user: Some(identity.user.clone()),
+        database: Some(identity.database.clone()),
+        rule: Some(kind.to_string()),
+        sqlstate: Some(error.sqlstate.to_string()),
+        detail: Some(error.message.clone()),
+        ..AuditRecord::default()
+    };
+    if let Err(write_error) = shared.audit.write_durable(record) {
+        shared.metrics.audit_failure();
+        tracing::error!(session = identity.session_id, error = %write_error, "audit log write failed");
     }
 }

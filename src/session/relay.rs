@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::{IoReader, IoWriter};
 use super::judge::Judge;
+use crate::metrics::{Direction, Metrics};
 use crate::protocol::backend::{self, ProxyError};
 use crate::protocol::frame::{Frame, FrameError, FrameReader};
 use crate::protocol::{frontend, sqlstate};
@@ -37,15 +38,16 @@ pub async fn run(
     server_reader: &mut FrameReader<IoReader>,
     server_writer: &mut IoWriter,
     terminate: &CancellationToken,
+    metrics: &Metrics,
 ) -> End {
     tokio::select! {
-        end = client_to_server(judge, client_reader, server_writer) => end,
-        end = server_to_client(judge, server_reader, client_writer) => end,
+        end = client_to_server(judge, client_reader, server_writer, metrics) => end,
+        end = server_to_client(judge, server_reader, client_writer, metrics) => end,
         _ = terminate.cancelled() => End::Terminated,
     }
 }
 
-async fn client_to_server(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReader>, writer: &mut IoWriter) -> End {
+async fn client_to_server(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReader>, writer: &mut IoWriter, metrics: &Metrics) -> End {
     let mut out = BytesMut::with_capacity(8192);
     loop {
         let frame = match reader.next_frame().await {
@@ -77,6 +79,7 @@ async fn client_to_server(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReade
         if writer.write_all(&out).await.is_err() {
             return End::ServerClosed;
         }
+        metrics.bytes(Direction::ClientToServer, out.len() as u64);
         out.clear();
         if terminate {
             return End::ClientClosed;
@@ -97,7 +100,7 @@ fn client_frame_error(error: FrameError) -> End {
     }
 }
 
-async fn server_to_client(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReader>, writer: &mut IoWriter) -> End {
+async fn server_to_client(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReader>, writer: &mut IoWriter, metrics: &Metrics) -> End {
     let mut out = BytesMut::with_capacity(8192);
     loop {
         let frame = match reader.next_frame().await {
@@ -130,6 +133,7 @@ async fn server_to_client(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReade
         if writer.write_all(&out).await.is_err() {
             return End::ClientClosed;
         }
+        metrics.bytes(Direction::ServerToClient, out.len() as u64);
         out.clear();
         if judge.lock().server_sent_fatal {
             return End::ServerFatal;

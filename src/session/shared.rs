@@ -8,6 +8,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::audit::AuditLog;
 use crate::config::{Config, ListenTlsMode, UpstreamTlsMode};
+use crate::metrics::Metrics;
 use crate::policy::{Analyzer, Policy};
 use crate::server::{CancelMap, Registry};
 use crate::window::WindowManager;
@@ -21,6 +22,7 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     pub cancels: CancelMap,
     pub audit: Arc<AuditLog>,
+    pub metrics: Arc<Metrics>,
     next_session_id: AtomicU64,
 }
 
@@ -32,7 +34,12 @@ struct TlsState {
 
 impl Shared {
     /// Builds the shared state; every error names the configuration key at fault.
-    pub fn new(config: Config, windows: Arc<WindowManager>, audit: Arc<AuditLog>) -> Result<Arc<Self>, Vec<String>> {
+    pub fn new(
+        config: Config,
+        windows: Arc<WindowManager>,
+        audit: Arc<AuditLog>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, Vec<String>> {
         let policy = Policy::new(&config)?;
         let tls = build_tls(&config)?;
         Ok(Arc::new(Shared {
@@ -44,6 +51,7 @@ impl Shared {
             registry: Registry::new(),
             cancels: CancelMap::default(),
             audit,
+            metrics,
             next_session_id: AtomicU64::new(1),
         }))
     }

@@ -43,15 +43,22 @@ pub async fn connect(shared: &Arc<Shared>) -> Result<BoxedIo, ProxyError> {
         return Err(unavailable("the upstream server does not accept TLS".to_string()));
     }
     let connector = shared.upstream_tls().ok_or_else(|| unavailable("upstream TLS is not configured".to_string()))?;
-    let server_name = crate::tls::server_name(&config.upstream);
+    let server_name = crate::tls::server_name(&config.upstream).map_err(|e| unavailable(e.to_string()))?;
     let tls = connector.connect(server_name, tcp).await.map_err(|e| unavailable(format!("TLS handshake failed: {e}")))?;
     Ok(Box::new(tls))
 }
 
-/// What the server said once authentication succeeded.
-pub struct Authenticated {
-    pub upstream_pid: i32,
-    pub upstream_key: Vec<u8>,
+/// Why session setup failed.
+pub enum SetupError {
+    /// The server's own ErrorResponse already reached the client.
+    Relayed(String),
+    Proxy(ProxyError),
+}
+
+impl From<ProxyError> for SetupError {
+    fn from(error: ProxyError) -> Self {
+        SetupError::Proxy(error)
+    }
 }
 
 /// Both legs during authentication.
@@ -66,7 +73,7 @@ pub struct Legs<'a> {
 
 /// Relays the authentication exchange, then the server's ParameterStatus and
 /// BackendKeyData, up to the first ReadyForQuery.
-pub async fn authenticate(legs: Legs<'_>, client_key: impl FnOnce(i32, Vec<u8>) -> (i32, i32)) -> Result<Authenticated, ProxyError> {
+pub async fn authenticate(legs: Legs<'_>, client_key: impl FnOnce(i32, Vec<u8>) -> (i32, i32)) -> Result<(), SetupError> {
     let Legs { client_reader, client_writer, server_reader, server_writer, client_tls, upstream_tls } = legs;
     loop {
         let frame = next_server_frame(server_reader).await?;
@@ -85,10 +92,10 @@ pub async fn authenticate(legs: Legs<'_>, client_key: impl FnOnce(i32, Vec<u8>) 
             }
             b'E' => {
                 write(client_writer, &frame.bytes).await?;
-                return Err(ProxyError::fatal(sqlstate::INVALID_AUTHORIZATION, "authentication failed upstream"));
+                return Err(SetupError::Relayed("the server rejected the login".into()));
             }
             b'N' | b'v' => write(client_writer, &frame.bytes).await?,
-            other => return Err(bad_server(&format!("unexpected message type {:?} during authentication", other as char))),
+            other => return Err(bad_server(&format!("unexpected message type {:?} during authentication", other as char)).into()),
         }
     }
     after_authentication(client_writer, server_reader, client_key).await
@@ -177,7 +184,7 @@ async fn after_authentication(
     client_writer: &mut IoWriter,
     server_reader: &mut FrameReader<IoReader>,
     client_key: impl FnOnce(i32, Vec<u8>) -> (i32, i32),
-) -> Result<Authenticated, ProxyError> {
+) -> Result<(), SetupError> {
     let mut out = BytesMut::new();
     let mut upstream_key = None;
     let mut client_key = Some(client_key);
@@ -191,7 +198,7 @@ async fn after_authentication(
             b'K' => {
                 let body = frame.body();
                 if body.len() < 8 {
-                    return Err(bad_server("short BackendKeyData"));
+                    return Err(bad_server("short BackendKeyData").into());
                 }
                 let pid = (&body[..4]).get_i32();
                 let key = body[4..].to_vec();
@@ -204,16 +211,18 @@ async fn after_authentication(
             b'Z' => {
                 out.extend_from_slice(&frame.bytes);
                 write(client_writer, &out).await?;
-                let (upstream_pid, upstream_key) = upstream_key.ok_or_else(|| bad_server("no BackendKeyData before ReadyForQuery"))?;
-                return Ok(Authenticated { upstream_pid, upstream_key });
+                if upstream_key.is_none() {
+                    return Err(bad_server("no BackendKeyData before ReadyForQuery").into());
+                }
+                return Ok(());
             }
             b'E' => {
                 out.extend_from_slice(&frame.bytes);
                 write(client_writer, &out).await?;
-                return Err(ProxyError::fatal(sqlstate::CONNECTION_FAILURE, "the server refused the session"));
+                return Err(SetupError::Relayed("the server refused the session".into()));
             }
             b'N' => out.extend_from_slice(&frame.bytes),
-            other => return Err(bad_server(&format!("unexpected message type {:?} after authentication", other as char))),
+            other => return Err(bad_server(&format!("unexpected message type {:?} after authentication", other as char)).into()),
         }
     }
 }
