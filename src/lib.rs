@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod cli_admin;
 pub mod config;
 pub mod policy;
 pub mod server;
