@@ -137,23 +137,20 @@ impl WindowManager {
     }
 
     /// Opens a window; at most one window per database may be open.
+    ///
+    /// The state file is written before the window takes effect, so a window
+    /// that could not be stored is never honoured.
     pub fn open(&self, request: OpenWindow) -> Result<WindowView, WindowError> {
-        let view = self.transact(|state, settings, now, effects| {
-            open_locked(state, settings, &request, now, effects)
-        })?;
+        let (result, effects) = {
+            let _serialized = self.persist_lock.lock();
+            self.locked(|state, settings, now, effects| {
+                let view = open_locked(state, settings, &request, now, effects)?;
+                store_opened(state, settings, view, effects)
+            })
+        };
 
-        if let Err(error) = self.persist() {
-            self.rollback_open(&view.id);
-            return Err(error);
-        }
-
-        let opened = WindowEvent::new(WindowEventKind::Opened, Some(view.clone()), None, None);
-        self.apply(Effects {
-            events: vec![opened],
-            wake: true,
-            ..Effects::default()
-        });
-        Ok(view)
+        self.apply(effects);
+        result
     }
 
     /// Closes an open window, unbinding its sessions and, with
@@ -206,29 +203,26 @@ impl WindowManager {
         &self,
         action: impl FnOnce(&mut State, &Settings, SystemTime, &mut Effects) -> R,
     ) -> R {
-        let now = self.clock.now();
-        let mut effects = Effects::default();
-
-        let result = {
-            let settings = self.settings.read();
-            let mut state = self.state.lock();
-            let terminate = settings.terminates_sessions();
-            state.expire_due(now, &settings.migrators, terminate, &mut effects);
-            action(&mut state, &settings, now, &mut effects)
-        };
-
+        let (result, effects) = self.locked(action);
         self.apply(effects);
         result
     }
 
-    fn rollback_open(&self, id: &str) {
+    /// Expires due windows and runs `action` under the lock, returning the
+    /// effects for the caller to apply once it holds no lock.
+    fn locked<R>(
+        &self,
+        action: impl FnOnce(&mut State, &Settings, SystemTime, &mut Effects) -> R,
+    ) -> (R, Effects) {
+        let now = self.clock.now();
+        let mut effects = Effects::default();
+
+        let settings = self.settings.read();
         let mut state = self.state.lock();
-        if let Some(index) = state.position(id) {
-            let window = state.windows.remove(index);
-            for session_id in window.bound {
-                state.bindings.remove(&session_id);
-            }
-        }
+        let terminate = settings.terminates_sessions();
+        state.expire_due(now, &settings.migrators, terminate, &mut effects);
+        let result = action(&mut state, &settings, now, &mut effects);
+        (result, effects)
     }
 
     /// Writes the open windows to the state file, if one is configured.
@@ -305,6 +299,29 @@ fn open_locked(
     Ok(view)
 }
 
+/// Writes the state file with the new window and records the event; on a
+/// write failure removes the window again. The caller must hold `persist_lock`.
+fn store_opened(
+    state: &mut State,
+    settings: &Settings,
+    view: WindowView,
+    effects: &mut Effects,
+) -> Result<WindowView, WindowError> {
+    if let Some(path) = &settings.windows.state_file {
+        if let Err(error) = store::save(path, state.stored_open()) {
+            state.remove(&view.id);
+            return Err(refuse_open(error, Some(view), effects));
+        }
+        // The write above already contains every expiry made under this lock.
+        effects.persist = false;
+    }
+
+    let opened = WindowEvent::new(WindowEventKind::Opened, Some(view.clone()), None, None);
+    effects.events.push(opened);
+    effects.wake = true;
+    Ok(view)
+}
+
 /// Records a refused open request and returns its error.
 fn refuse_open(
     error: WindowError,
@@ -328,11 +345,11 @@ fn bind_locked(
     now: SystemTime,
     effects: &mut Effects,
 ) -> Option<String> {
-    if let Some(window_id) = state.bindings.get(&who.session_id) {
-        return Some(window_id.clone());
-    }
     if !identity::matches_any(migrators, who) {
         return None;
+    }
+    if let Some(window_id) = state.bindings.get(&who.session_id) {
+        return Some(window_id.clone());
     }
 
     let window = state
@@ -413,11 +430,19 @@ fn restore_state(settings: &Settings, now: SystemTime) -> Result<State, WindowEr
         if !window.is_live(now) {
             continue;
         }
-        if state.open_for(&window.database).is_some() || state.find(&window.id).is_some() {
+        if let Some(existing) = state.open_for(&window.database) {
             return Err(WindowError::State(format!(
-                "{} holds more than one open window for database {} or a repeated id {}",
+                "{} contains two open windows for database {}: {} and {}; remove one",
                 path.display(),
                 window.database,
+                existing.id,
+                window.id
+            )));
+        }
+        if state.find(&window.id).is_some() {
+            return Err(WindowError::State(format!(
+                "{} contains window id {} twice; remove one",
+                path.display(),
                 window.id
             )));
         }

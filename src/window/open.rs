@@ -41,6 +41,9 @@ impl Plan {
 }
 
 /// Checks a request against the configured migrators and window limits.
+///
+/// TODO: approval by N distinct operators before a window opens is not
+/// implemented; one authenticated request opens it.
 pub(super) fn validate(
     request: &OpenWindow,
     migrators: &[Migrator],

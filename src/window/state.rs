@@ -143,7 +143,7 @@ pub(super) struct State {
 }
 
 impl State {
-    /// The window in the open phase for `database`, even if its time ran out.
+    /// Returns the window in the open phase for `database`, even if its time ran out.
     pub fn open_for(&self, database: &str) -> Option<&Window> {
         self.windows
             .iter()
@@ -162,6 +162,17 @@ impl State {
 
     pub fn position(&self, id: &str) -> Option<usize> {
         self.windows.iter().position(|window| window.id == id)
+    }
+
+    /// Removes a window that never took effect, with its bindings.
+    pub fn remove(&mut self, id: &str) {
+        let Some(index) = self.position(id) else {
+            return;
+        };
+        let window = self.windows.remove(index);
+        for session_id in window.bound {
+            self.bindings.remove(&session_id);
+        }
     }
 
     /// Returns an id that no window in memory uses yet.
