@@ -426,3 +426,44 @@ fn token_file_trimmed_and_nonempty() {
         Err(TokenFileError::Read { .. })
     ));
 }
+
+#[tokio::test]
+async fn serve_stops_on_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let address = listener.local_addr().expect("local address");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(
+        listener,
+        router(harness(Some(TOKEN)).state),
+        shutdown.clone(),
+    ));
+
+    let mut probe = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to admin API");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut probe,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("send request");
+    let mut response = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut probe, &mut response)
+        .await
+        .expect("read response");
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "serve did not stop after shutdown"
+    );
+    assert!(tokio::net::TcpStream::connect(address).await.is_err());
+}
