@@ -112,6 +112,19 @@ def run_alembic(ini, database_url, *args, gate_dir=None, timeout=120):
     )
 
 
+def offline_sql(ini, database_url, *args):
+    """Return the SQL script of `alembic ARGS... --sql`; the log lines on stderr are left out."""
+    result = subprocess.run(
+        alembic_command(ini, *args, "--sql"),
+        env=alembic_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout
+
+
 def start_alembic(ini, database_url, *args, gate_dir=None):
     """Start alembic in the background; read the result with `finish(process)`."""
     return subprocess.Popen(
