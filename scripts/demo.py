@@ -136,7 +136,7 @@ def main():
         try:
             run_demo(workdir)
         except UnexpectedOutcome as err:
-            print(f"\ndemo FAILED: {err} did not happen", file=sys.stderr)
+            print(f"\ndemo FAILED. Expected: {err}", file=sys.stderr)
             return 1
     print("\ndemo passed: every step had the expected outcome")
     return 0

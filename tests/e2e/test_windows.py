@@ -183,6 +183,7 @@ def test_window_survives_restart(make_proxy, oracle):
 
 def test_prepared_in_window_denied_after(cluster, make_proxy, oracle):
     cluster.reset_app_db()
+    oracle("GRANT ALL ON public.alembic_version TO migrator")
     gateway = make_proxy(**MIGRATION_RULES)
     window_id = gateway.open_window(reason="prepare, then close")
 
@@ -208,6 +209,7 @@ def test_prepared_in_window_denied_after(cluster, make_proxy, oracle):
 
 def test_prepared_psycopg_denied_after_close(cluster, make_proxy, oracle):
     cluster.reset_app_db()
+    oracle("GRANT ALL ON public.alembic_version TO migrator")
     gateway = make_proxy(**MIGRATION_RULES)
     window_id = gateway.open_window(reason="prepare with psycopg2, then close")
 
