@@ -5,7 +5,13 @@
 
 pub mod admin;
 pub mod audit;
+pub mod certs;
+pub mod cli_check;
 pub mod config;
+pub mod metrics;
 pub mod policy;
+pub mod protocol;
 pub mod server;
+pub mod session;
+pub mod tls;
 pub mod window;

@@ -8,8 +8,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod load;
+mod validate;
 
-pub use load::{load, ConfigError};
+pub use load::{load, parse, ConfigError, Location};
+pub(crate) use validate::enum_name;
+pub use validate::{check_policy, split_host_port, validate};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

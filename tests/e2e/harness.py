@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg2
 
 from rawproto import *  # noqa: F401,F403  (the raw client is part of this module's API)
-from rawproto import RawClient
+from rawproto import RawClient, error_fields
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUPERUSER = "postgres"
@@ -169,6 +169,7 @@ HBA_CONF = """\
 local all all trust
 host all md5user 127.0.0.1/32 md5
 host all all 127.0.0.1/32 scram-sha-256
+host replication all 127.0.0.1/32 scram-sha-256
 """
 
 FIXTURE_ROLES = """\
@@ -442,7 +443,7 @@ class Proxy:
         if not binary.exists():
             raise ProxyStartError(f"schemagate binary not found at {binary}; run `cargo build` first")
         env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info")
+        env.setdefault("SCHEMAGATE_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([str(binary), "serve", "--config", str(self.config_path)],
@@ -458,8 +459,13 @@ class Proxy:
     def _listening(self):
         if self.process.poll() is not None:
             raise ProxyStartError(f"schemagate exited with code {self.process.returncode} before listening")
+        return port_accepts(self.host, self.port)
+
+    def wait_for_admin(self, timeout=10.0):
+        """Wait until the admin listener accepts connections."""
         admin_host, admin_port = self.admin_url.removeprefix("http://").rsplit(":", 1)
-        return port_accepts(self.host, self.port) and port_accepts(admin_host, int(admin_port))
+        wait_until(lambda: port_accepts(admin_host, int(admin_port)), timeout,
+                   message=f"schemagate admin API at {self.admin_url}")
 
     def log_tail(self, max_chars=6000):
         try:
@@ -482,6 +488,7 @@ class Proxy:
         return RawClient.connect(self.host, self.port)
 
     def cli(self, *args, check=False):
+        self.wait_for_admin()
         argv = [schemagate_bin(), *args, "--admin", self.admin_url, "--token-file", self.token_file]
         return run(argv, check=check)
 
@@ -549,3 +556,51 @@ def parse_window_id(output):
     if not lines:
         raise ValueError("`schemagate window open` printed nothing")
     return lines[-1].split()[-1]
+
+
+# ---------------------------------------------------------------------------
+# Helpers for comparing the proxy with a direct connection
+# ---------------------------------------------------------------------------
+
+
+def raw_login(host, port, user="app", database="app", password="app-pw", **params):
+    """Open a RawClient, log in and return it positioned after the first ReadyForQuery."""
+    client = RawClient.connect(host, port)
+    try:
+        client.login(user, database, password, **params)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def comparable(messages):
+    """Reduce messages to what must match between the proxy and a direct connection.
+
+    BackendKeyData bodies may differ (the proxy may issue its own cancel keys), and
+    ErrorResponse/NoticeResponse keep only severity, SQLSTATE and message text.
+    """
+    reduced = []
+    for type_byte, body in messages:
+        if type_byte == b"K":
+            reduced.append(("K",))
+        elif type_byte in (b"E", b"N"):
+            fields = error_fields(body)
+            reduced.append((type_byte.decode(), fields.get("V"), fields.get("C"), fields.get("M")))
+        else:
+            reduced.append((type_byte.decode(), body))
+    return reduced
+
+
+def run_direct_and_proxied(cluster, proxy, scenario, reset=True, **login):
+    """Run `scenario(client)` on a direct and on a proxied raw session; return both message lists.
+
+    The app rows are reset before each run so both start from the same state.
+    """
+    results = []
+    for host, port in ((cluster.host, cluster.port), (proxy.host, proxy.port)):
+        if reset:
+            cluster.reset_app_rows()
+        with raw_login(host, port, **login) as client:
+            results.append(scenario(client))
+    return results

@@ -233,14 +233,17 @@ def tags(messages):
 
 
 class ScramClient:
-    def __init__(self, password):
+    """SCRAM-SHA-256 client; `gs2_header` "y,," claims channel-binding support without using it."""
+
+    def __init__(self, password, gs2_header="n,,"):
         self.password = password.encode()
+        self.gs2_header = gs2_header
         self.nonce = base64.b64encode(os.urandom(18)).decode()
         self.client_first_bare = f"n=,r={self.nonce}"
         self.server_signature = None
 
     def client_first(self):
-        return ("n,," + self.client_first_bare).encode()
+        return (self.gs2_header + self.client_first_bare).encode()
 
     def client_final(self, server_first):
         server_first = server_first.decode()
@@ -253,7 +256,8 @@ class ScramClient:
         client_key = hmac.new(salted, b"Client Key", "sha256").digest()
         stored_key = hashlib.sha256(client_key).digest()
 
-        without_proof = f"c=biws,r={attrs['r']}"
+        binding = base64.b64encode(self.gs2_header.encode()).decode()
+        without_proof = f"c={binding},r={attrs['r']}"
         auth_message = f"{self.client_first_bare},{server_first},{without_proof}".encode()
         signature = hmac.new(stored_key, auth_message, "sha256").digest()
         proof = bytes(a ^ b for a, b in zip(client_key, signature))
@@ -289,6 +293,7 @@ class RawClient:
         self.backend_pid = None
         self.backend_key = None
         self.negotiate_protocol = None
+        self.sasl_mechanisms = []
 
     @classmethod
     def connect(cls, host, port, timeout=READ_TIMEOUT):
@@ -386,7 +391,7 @@ class RawClient:
             self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
         return answer
 
-    def auth_password(self, password):
+    def auth_password(self, password, gs2_header="n,,"):
         """Complete authentication and read up to the first ReadyForQuery.
 
         Handles cleartext, MD5 and SCRAM-SHA-256, records ParameterStatus values and
@@ -408,18 +413,19 @@ class RawClient:
             (code,) = struct.unpack_from("!I", body)
             if code == 0:
                 return self._read_startup_tail()
-            scram = self._answer_auth_request(code, body[4:], password, scram)
+            scram = self._answer_auth_request(code, body[4:], password, scram, gs2_header)
 
-    def _answer_auth_request(self, code, payload, password, scram):
+    def _answer_auth_request(self, code, payload, password, scram, gs2_header):
         if code == 3:
             self.send(message(b"p", _cstr(password)))
         elif code == 5:
             self.send(message(b"p", _cstr(md5_password(self.user, password, payload[:4]))))
         elif code == 10:
-            mechanisms = [m for m in payload.split(b"\0") if m]
-            if b"SCRAM-SHA-256" not in mechanisms:
+            mechanisms = [m.decode() for m in payload.split(b"\0") if m]
+            self.sasl_mechanisms = mechanisms
+            if "SCRAM-SHA-256" not in mechanisms:
                 raise ValueError(f"no SCRAM-SHA-256 among SASL mechanisms {mechanisms}")
-            scram = ScramClient(password)
+            scram = ScramClient(password, gs2_header)
             first = scram.client_first()
             body = _cstr("SCRAM-SHA-256") + struct.pack("!i", len(first)) + first
             self.send(message(b"p", body))
@@ -432,8 +438,10 @@ class RawClient:
         return scram
 
     def _read_startup_tail(self):
-        messages = self.read_until_ready()
-        for type_byte, body in messages:
+        messages = []
+        while True:
+            type_byte, body = self.read_message()
+            messages.append((type_byte, body))
             if type_byte == b"S":
                 key, value = parameter_status(body)
                 self.params[key] = value
@@ -442,7 +450,8 @@ class RawClient:
                 self.backend_key = body[4:]
             elif type_byte == b"E":
                 raise ServerError(error_fields(body))
-        return messages
+            elif type_byte == b"Z":
+                return messages
 
     def login(self, user, database, password, **params):
         """Send a StartupMessage and authenticate; return the post-authentication messages."""

@@ -1,0 +1,186 @@
+//! Typed-message framing: one type byte, then a self-inclusive 32-bit length.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Largest length field Postgres accepts for any message: 1 GiB - 1.
+pub const MAX_POSTGRES_MESSAGE_LENGTH: usize = (1 << 30) - 1;
+
+/// One complete protocol message, header included.
+#[derive(Debug)]
+pub struct Frame {
+    pub tag: u8,
+    /// The whole message: type byte, length and body.
+    pub bytes: BytesMut,
+}
+
+impl Frame {
+    /// Message body, after the type byte and the length.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[5..]
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("invalid message length {0}")]
+    InvalidLength(i64),
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads whole frames from a byte stream into an owned buffer.
+///
+/// `next_frame` is cancel-safe: bytes already read stay in the reader's
+/// buffer, so it may be used in `tokio::select!`.
+pub struct FrameReader<R> {
+    inner: R,
+    buffer: BytesMut,
+    limit: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R, limit: usize) -> Self {
+        FrameReader { inner, buffer: BytesMut::with_capacity(8192), limit }
+    }
+
+    /// Starts with bytes that were read before this reader existed.
+    pub fn with_buffer(inner: R, limit: usize, buffer: BytesMut) -> Self {
+        FrameReader { inner, buffer, limit }
+    }
+
+    /// Returns the next frame, or `None` at a clean end of stream.
+    pub async fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        loop {
+            if let Some(frame) = self.split_frame()? {
+                return Ok(Some(frame));
+            }
+            let read = self.inner.read_buf(&mut self.buffer).await?;
+            if read == 0 {
+                if self.buffer.is_empty() {
+                    return Ok(None);
+                }
+                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// Returns a frame that is already complete in the buffer, without reading.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        self.split_frame()
+    }
+
+    /// True when no bytes of a further frame are buffered.
+    pub fn is_drained(&self) -> bool {
+        self.buffer.is_empty()
+    }
+
+    /// Changes the body size limit for frames not yet split off.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    fn split_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if self.buffer.len() < 5 {
+            return Ok(None);
+        }
+        let declared = (&self.buffer[1..5]).get_i32();
+        let length = checked_length(declared, self.limit)?;
+        let total = length + 1;
+        if self.buffer.len() < total {
+            // Reserve only up to what the header announced, which the limit bounds.
+            self.buffer.reserve(total - self.buffer.len());
+            return Ok(None);
+        }
+        let bytes = self.buffer.split_to(total);
+        Ok(Some(Frame { tag: bytes[0], bytes }))
+    }
+}
+
+/// Validates a self-inclusive length field against the limit on the body.
+fn checked_length(declared: i32, limit: usize) -> Result<usize, FrameError> {
+    if declared < 4 {
+        return Err(FrameError::InvalidLength(declared.into()));
+    }
+    let length = usize::try_from(declared).map_err(|_| FrameError::InvalidLength(declared.into()))?;
+    // Postgres itself never accepts a message of 1 GiB or more (PQ_LARGE_MESSAGE_LIMIT).
+    if length > MAX_POSTGRES_MESSAGE_LENGTH {
+        return Err(FrameError::InvalidLength(declared.into()));
+    }
+    if length - 4 > limit {
+        return Err(FrameError::TooLarge { size: length - 4, limit });
+    }
+    Ok(length)
+}
+
+/// Appends a message with `tag` and `body`, computing the length with checked arithmetic.
+pub fn encode(tag: u8, body: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
+    let length = body
+        .len()
+        .checked_add(4)
+        .and_then(|n| i32::try_from(n).ok())
+        .ok_or(FrameError::TooLarge { size: body.len(), limit: i32::MAX as usize - 4 })?;
+    out.reserve(body.len() + 5);
+    out.extend_from_slice(&[tag]);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(body);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_split_across_reads() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(server, 1024);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            client.write_all(b"Q\0\0\0\x0dSEL").await.unwrap();
+            client.write_all(b"ECT 1\0S\0\0\0\x04").await.unwrap();
+        });
+        let first = reader.next_frame().await.unwrap().unwrap();
+        assert_eq!(first.tag, b'Q');
+        assert_eq!(first.body(), b"SELECT 1\0");
+        let second = reader.next_frame().await.unwrap().unwrap();
+        assert_eq!(second.tag, b'S');
+        assert!(reader.next_frame().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn oversize_length_rejected_before_allocation() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(server, 1024);
+        use tokio::io::AsyncWriteExt;
+        client.write_all(b"Q\x7f\xff\xff\xff").await.unwrap();
+        let error = reader.next_frame().await.unwrap_err();
+        assert!(matches!(error, FrameError::TooLarge { .. }));
+        assert!(reader.buffer.capacity() < 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn length_below_four_rejected() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(server, 1024);
+        use tokio::io::AsyncWriteExt;
+        client.write_all(b"S\0\0\0\x03").await.unwrap();
+        assert!(matches!(reader.next_frame().await, Err(FrameError::InvalidLength(3))));
+    }
+
+    #[test]
+    fn encoder_rejects_lengths_past_i32() {
+        let body = vec![0u8; 16];
+        let mut out = BytesMut::new();
+        encode(b'Q', &body, &mut out).unwrap();
+        assert_eq!(&out[1..5], &20i32.to_be_bytes());
+        assert!(checked_length(0x3fff_ffff, usize::MAX).is_ok());
+        assert!(matches!(checked_length(0x4000_0000, usize::MAX), Err(FrameError::InvalidLength(_))));
+    }
+}

@@ -1,0 +1,328 @@
+//! Per-session policy state: which statements were prepared, what the
+//! window manager allows, and how each client message is judged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::deny::Substitutions;
+use super::relay::{check_empty_body, query_text};
+use super::Shared;
+use crate::audit::AuditRecord;
+use crate::config::AuditFailureMode;
+use crate::metrics::Decision as MetricDecision;
+use crate::policy::{Analysis, AnalyzeError, Decision, Denial, ParseOptions, SessionContext, StatementFacts, WindowAccess};
+use crate::protocol::backend::ProxyError;
+use crate::protocol::frame::Frame;
+use crate::protocol::{frontend, sqlstate};
+use crate::window::SessionIdentity;
+
+/// Statement name of the Parse that stands in for a denied Bind; it never gets created.
+const DENIED_BIND_STATEMENT: &[u8] = b"schemagate_denied_bind";
+
+/// Analyses kept for protocol-level prepared statements, across all names.
+const MAX_PREPARED_ANALYSES: usize = 10_000;
+
+/// Outcome of judging one SQL text.
+pub enum Verdict {
+    Allow(Arc<Analysis>),
+    Deny(ProxyError),
+}
+
+pub struct Judge {
+    shared: Arc<Shared>,
+    pub identity: SessionIdentity,
+    pub application_name: String,
+    pub substitutions: Substitutions,
+    /// Every analysis ever parsed under a protocol statement name. A name is
+    /// judged by all of them, because the proxy cannot see which Parse or
+    /// Close the server accepted.
+    statements: HashMap<Vec<u8>, Vec<Arc<Analysis>>>,
+    statement_count: usize,
+    /// SQL `PREPARE` bodies by name, first one kept.
+    sql_prepared: HashMap<String, Arc<StatementFacts>>,
+    pub transaction_status: u8,
+    pub server_sent_fatal: bool,
+}
+
+impl Judge {
+    pub fn new(shared: Arc<Shared>, identity: SessionIdentity, application_name: String) -> Self {
+        Judge {
+            shared,
+            identity,
+            application_name,
+            substitutions: Substitutions::new(),
+            statements: HashMap::new(),
+            statement_count: 0,
+            sql_prepared: HashMap::new(),
+            transaction_status: b'I',
+            server_sent_fatal: false,
+        }
+    }
+
+    /// Judges one client message and appends what the server gets in its place.
+    pub fn client_message(&mut self, frame: Frame, out: &mut BytesMut) -> Result<(), ProxyError> {
+        match frame.tag {
+            b'Q' => self.query(frame, out),
+            b'P' => self.parse(frame, out),
+            b'B' => self.bind(frame, out),
+            b'S' | b'H' => {
+                check_empty_body(&frame)?;
+                out.extend_from_slice(&frame.bytes);
+            }
+            b'C' | b'D' => {
+                if let Err(error) = frontend::target(frame.body()) {
+                    out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, format_error(error)));
+                } else {
+                    out.extend_from_slice(&frame.bytes);
+                }
+            }
+            b'E' | b'd' | b'c' | b'f' | b'X' => out.extend_from_slice(&frame.bytes),
+            b'F' => {
+                let error = ProxyError::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "schemagate: FunctionCall messages are denied (rule always_deny.function_call)",
+                )
+                .with_hint(Some("call the function with a SELECT statement instead".into()));
+                self.audit_denial("FUNCTION CALL", "always_deny.function_call", &error, None);
+                out.extend_from_slice(&self.substitutions.query(error));
+            }
+            other => {
+                return Err(ProxyError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("invalid frontend message type {}", other),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn query(&mut self, frame: Frame, out: &mut BytesMut) {
+        let text = match query_text(&frame) {
+            Ok(text) => text,
+            Err(error) => {
+                out.extend_from_slice(&self.substitutions.query(error));
+                return;
+            }
+        };
+        match self.judge_text(text) {
+            Verdict::Allow(analysis) => {
+                self.remember_sql_prepared(&analysis);
+                out.extend_from_slice(&frame.bytes);
+            }
+            Verdict::Deny(error) => out.extend_from_slice(&self.substitutions.query(error)),
+        }
+    }
+
+    fn parse(&mut self, frame: Frame, out: &mut BytesMut) {
+        let message = match frontend::parse(frame.body()) {
+            Ok(message) => message,
+            Err(error) => {
+                out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, format_error(error)));
+                return;
+            }
+        };
+        let name = message.name.to_vec();
+        match self.judge_text(message.query) {
+            Verdict::Allow(analysis) => {
+                if self.statement_count >= MAX_PREPARED_ANALYSES {
+                    let error = ProxyError::error(
+                        sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                        format!("schemagate keeps at most {MAX_PREPARED_ANALYSES} prepared statements per session"),
+                    );
+                    out.extend_from_slice(&self.substitutions.parse(&name, error));
+                    return;
+                }
+                self.remember_statement(name, analysis);
+                out.extend_from_slice(&frame.bytes);
+            }
+            Verdict::Deny(error) => out.extend_from_slice(&self.substitutions.parse(&name, error)),
+        }
+    }
+
+    /// Judges the statement behind a Bind again: a window may have closed since the Parse.
+    fn bind(&mut self, frame: Frame, out: &mut BytesMut) {
+        let statement = match frontend::bind_names(frame.body()) {
+            Ok((_, statement)) => statement.to_vec(),
+            Err(error) => {
+                out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, format_error(error)));
+                return;
+            }
+        };
+        let analyses = self.statements.get(&statement).cloned().unwrap_or_default();
+        for analysis in analyses {
+            if let Err(error) = self.decide(&analysis) {
+                out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, error));
+                return;
+            }
+        }
+        out.extend_from_slice(&frame.bytes);
+    }
+
+    fn remember_statement(&mut self, name: Vec<u8>, analysis: Arc<Analysis>) {
+        let entry = self.statements.entry(name.clone()).or_default();
+        if name.is_empty() {
+            // The unnamed statement is always replaced, or dropped if its Parse fails.
+            self.statement_count -= entry.len();
+            entry.clear();
+        }
+        if !entry.iter().any(|known| Arc::ptr_eq(known, &analysis)) {
+            entry.push(analysis);
+            self.statement_count += 1;
+        }
+    }
+
+    fn remember_sql_prepared(&mut self, analysis: &Analysis) {
+        for statement in &analysis.statements {
+            if let (Some(name), Some(body)) = (&statement.prepares, statement.prepared_body()) {
+                self.sql_prepared.entry(name.clone()).or_insert_with(|| Arc::new(body.clone()));
+            }
+        }
+    }
+
+    /// Parses and judges SQL text.
+    pub fn judge_text(&mut self, text: &[u8]) -> Verdict {
+        let Ok(text) = std::str::from_utf8(text) else {
+            let error = ProxyError::error(
+                sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                "schemagate: invalid byte sequence for encoding \"UTF8\" in statement text",
+            );
+            self.audit_denial("UNKNOWN", "parse", &error, None);
+            return Verdict::Deny(error);
+        };
+        let analysis = match self.shared.analyzer.analyze(text, ParseOptions::default()) {
+            Ok(analysis) => analysis,
+            Err(error) => {
+                let denial = analyze_error(error);
+                self.audit_denial("UNKNOWN", "parse", &denial, Some(text));
+                return Verdict::Deny(denial);
+            }
+        };
+        match self.decide(&analysis) {
+            Ok(()) => Verdict::Allow(analysis),
+            Err(error) => Verdict::Deny(error),
+        }
+    }
+
+    /// Applies the policy with the session's current window access, binding to a window when needed.
+    fn decide(&mut self, analysis: &Analysis) -> Result<(), ProxyError> {
+        let started = std::time::Instant::now();
+        let policy = self.shared.policy();
+        let access = self.shared.windows.access(&self.identity);
+        let context = SessionContext { window: access, prepared: &self.sql_prepared };
+        let mut decision = policy.decide(analysis, &context);
+        self.shared.metrics.policy_evaluated(started.elapsed());
+
+        if decision == (Decision::Allow { uses_window: true }) && access == WindowAccess::Available {
+            match self.shared.windows.bind(&self.identity) {
+                Some(window_id) => {
+                    tracing::info!(session = self.identity.session_id, window = %window_id, "session bound to migration window");
+                    self.shared.registry.set_window(self.identity.session_id, Some(window_id));
+                }
+                None => {
+                    let context = SessionContext { window: WindowAccess::None, prepared: &self.sql_prepared };
+                    decision = policy.decide(analysis, &context);
+                }
+            }
+        }
+
+        let tag = analysis.statements.first().map(|s| s.tag.as_str()).unwrap_or("EMPTY");
+        match decision {
+            Decision::Allow { uses_window } => {
+                let result = self.audit_allowed(analysis, uses_window);
+                let outcome = if result.is_ok() { MetricDecision::Allow } else { MetricDecision::Deny };
+                self.shared.metrics.statement(outcome, tag);
+                if result.is_err() {
+                    self.shared.metrics.denial("audit.on_failure");
+                }
+                result
+            }
+            Decision::Deny(denial) => {
+                let error = denial_error(&denial);
+                self.audit_denial(&denial.command_tag, &denial.rule, &error, None);
+                self.shared.metrics.statement(MetricDecision::Deny, &denial.command_tag);
+                self.shared.metrics.denial(&denial.rule);
+                Err(error)
+            }
+        }
+    }
+
+    /// Records an allowed statement; a window-dependent one is denied when the audit log fails under `on_failure: deny`.
+    fn audit_allowed(&self, analysis: &Analysis, uses_window: bool) -> Result<(), ProxyError> {
+        let config = self.shared.config();
+        if !uses_window && !config.audit.log_allowed {
+            return Ok(());
+        }
+        let tag = analysis.statements.first().map(|s| s.tag.clone()).unwrap_or_default();
+        let mut record = self.record("decision");
+        record.decision = Some("allow");
+        record.command_tag = Some(tag);
+        record.window_id = self.shared.windows.bound_window(self.identity.session_id);
+        let written = if uses_window { self.shared.audit.write_durable(record) } else { self.shared.audit.write(record) };
+        if written.is_err() {
+            self.shared.metrics.audit_failure();
+        }
+        match written {
+            Err(error) if uses_window && config.audit.on_failure == AuditFailureMode::Deny => {
+                tracing::error!(session = self.identity.session_id, %error, "audit log write failed; denying the statement");
+                Err(ProxyError::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "schemagate: the audit log cannot be written, so statements that need a migration window are denied (rule audit.on_failure)",
+                ))
+            }
+            Err(error) => {
+                tracing::error!(session = self.identity.session_id, %error, "audit log write failed");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    fn audit_denial(&self, tag: &str, rule: &str, error: &ProxyError, _text: Option<&str>) {
+        tracing::info!(session = self.identity.session_id, command = tag, rule, "statement denied");
+        let mut record = self.record("decision");
+        record.decision = Some("deny");
+        record.command_tag = Some(tag.to_string());
+        record.rule = Some(rule.to_string());
+        record.sqlstate = Some(error.sqlstate.to_string());
+        if let Err(error) = self.shared.audit.write_durable(record) {
+            self.shared.metrics.audit_failure();
+            tracing::error!(session = self.identity.session_id, %error, "audit log write failed");
+        }
+    }
+
+    fn record(&self, event: &'static str) -> AuditRecord {
+        AuditRecord {
+            event,
+            session_id: Some(self.identity.session_id),
+            client_addr: Some(self.identity.client_addr.to_string()),
+            client_cert_subject: self.identity.client_cert_subject.clone(),
+            user: Some(self.identity.user.clone()),
+            database: Some(self.identity.database.clone()),
+            application_name: Some(self.application_name.clone()),
+            ..AuditRecord::default()
+        }
+    }
+}
+
+fn denial_error(denial: &Denial) -> ProxyError {
+    ProxyError::error(denial.sqlstate, denial.message.clone()).with_hint(denial.hint.clone())
+}
+
+fn analyze_error(error: AnalyzeError) -> ProxyError {
+    match error {
+        AnalyzeError::Syntax(message) => ProxyError::error(
+            sqlstate::SYNTAX_ERROR,
+            format!("schemagate could not parse the statement, so it is denied: {message}"),
+        ),
+        AnalyzeError::TooComplex(message) => ProxyError::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!("schemagate cannot check the statement, so it is denied: {message}"),
+        ),
+    }
+}
+
+fn format_error(error: frontend::FormatError) -> ProxyError {
+    ProxyError::error(sqlstate::PROTOCOL_VIOLATION, error.to_string())
+}
