@@ -37,12 +37,39 @@ def ssl_on_both_legs(dsn):
         conn.close()
 
 
-@pytest.mark.parametrize("channel_binding", ["prefer", "disable"])
-def test_scram_over_tls_both_legs(tls_proxy, channel_binding):
-    dsn = tls_proxy.dsn(sslmode="require", channel_binding=channel_binding)
+@pytest.fixture
+def client_tls_proxy(make_proxy, tmp_path):
+    """A proxy that requires TLS from clients and talks to the server in plaintext."""
+    certs = generate_certs(tmp_path / "proxy-certs")
+    return make_proxy(listen={"tls": {"mode": "require", "cert": str(certs["cert"]), "key": str(certs["key"])}})
+
+
+def test_scram_over_tls_both_legs(tls_proxy):
+    dsn = tls_proxy.dsn(sslmode="require", channel_binding="disable")
     client_leg, server_leg = ssl_on_both_legs(dsn)
     assert client_leg is True
     assert server_leg is True
+
+
+def test_channel_binding_prefer_with_plaintext_upstream(client_tls_proxy):
+    dsn = client_tls_proxy.dsn(sslmode="require", channel_binding="prefer")
+    client_leg, server_leg = ssl_on_both_legs(dsn)
+    assert client_leg is True
+    assert server_leg is False
+
+
+def test_channel_binding_prefer_both_legs_explained(cluster, tls_proxy):
+    # libpq answers a TLS connection without a PLUS offer with the gs2 flag "y",
+    # and a TLS server must then fail the login as a downgrade. The flag is
+    # covered by the client's proof, so a relaying proxy cannot change it: the
+    # proxy stops the login itself and says what to do.
+    mark = cluster.log_mark()
+    with pytest.raises(psycopg2.OperationalError) as err:
+        psycopg2.connect(tls_proxy.dsn(sslmode="require", channel_binding="prefer"))
+    assert "channel_binding=disable" in str(err.value)
+    server_log = cluster.log_since(mark)
+    for failure in CHANNEL_BINDING_FAILURES:
+        assert failure not in server_log
 
 
 def test_channel_binding_require_fails_in_libpq(cluster, tls_proxy):
@@ -71,19 +98,27 @@ def test_asyncpg_over_tls_both_legs(tls_proxy):
     assert asyncio.run(scenario()) is True
 
 
-def test_gs2_flag_y_matches_advertised_mechanisms(tls_proxy):
+def test_gs2_flag_y_accepted_with_plaintext_upstream(client_tls_proxy):
+    with RawClient.connect(client_tls_proxy.host, client_tls_proxy.port) as client:
+        assert client.start_tls() == b"S"
+        client.startup("app", "app")
+        client.auth_password("app-pw", gs2_header="y,,")
+        assert "SCRAM-SHA-256-PLUS" not in client.sasl_mechanisms
+        assert rows(client.simple("SELECT 1")) == [[b"1"]]
+
+
+def test_gs2_flag_y_rejected_by_proxy_with_tls_upstream(cluster, tls_proxy):
+    mark = cluster.log_mark()
     with RawClient.connect(tls_proxy.host, tls_proxy.port) as client:
         assert client.start_tls() == b"S"
         client.startup("app", "app")
-        try:
+        with pytest.raises(ServerError) as err:
             client.auth_password("app-pw", gs2_header="y,,")
-        except ServerError as err:
-            # A proxy that offers SCRAM-SHA-256-PLUS must treat "y" as a downgrade.
-            assert "SCRAM-SHA-256-PLUS" in client.sasl_mechanisms
-            assert err.sqlstate == "28000"
-            return
         assert "SCRAM-SHA-256-PLUS" not in client.sasl_mechanisms
-        assert rows(client.simple("SELECT 1")) == [[b"1"]]
+        assert err.value.sqlstate == "28000"
+    server_log = cluster.log_since(mark)
+    for failure in CHANNEL_BINDING_FAILURES:
+        assert failure not in server_log
 
 
 def test_md5_user_through_proxy(proxy):

@@ -159,11 +159,11 @@ def test_admin_api_requires_token(make_proxy):
     window_id = gateway.open_window(reason="present before the attempts")
     request = {"database": "app", "for": "30m", "reason": "no token"}
 
-    assert admin_request(gateway, "POST", "/windows", body=request) == 401
-    assert admin_request(gateway, "POST", "/windows", token="wrong-token", body=request) == 401
-    assert admin_request(gateway, "GET", "/windows") == 401
-    assert admin_request(gateway, "DELETE", f"/windows/{window_id}") == 401
-    assert admin_request(gateway, "POST", f"/windows/{window_id}/close") == 401
+    assert admin_request(gateway, "POST", "/v1/windows", body=request) == 401
+    assert admin_request(gateway, "POST", "/v1/windows", token="wrong-token", body=request) == 401
+    assert admin_request(gateway, "GET", "/v1/windows") == 401
+    assert admin_request(gateway, "DELETE", f"/v1/windows/{window_id}") == 401
+    assert admin_request(gateway, "DELETE", "/v1/sessions/1") == 401
 
     assert open_windows(gateway) == [window_id]
 
