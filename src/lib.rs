@@ -7,6 +7,7 @@ pub mod admin;
 pub mod audit;
 pub mod certs;
 pub mod cli_check;
+pub mod cli_admin;
 pub mod config;
 pub mod metrics;
 pub mod policy;

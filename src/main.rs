@@ -5,14 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-use std::sync::Arc;
-
-use schemagate::audit::AuditLog;
-use schemagate::metrics::Metrics;
-use schemagate::session::Shared;
-use schemagate::window::WindowManager;
+use schemagate::cli_admin::{self, SessionArgs, WindowArgs};
+use schemagate::server::app::StartError;
 
 /// Version line: crate version, git commit, and the parser's grammar.
 const VERSION: &str = concat!(
@@ -51,6 +46,15 @@ enum Command {
         #[arg(long, default_value = "rules.yaml")]
         config: PathBuf,
     },
+    /// Open, close and list migration windows through the admin API.
+    Window(WindowArgs),
+    /// List or end client sessions through the admin API.
+    Session(SessionArgs),
+    /// Check audit log files.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Write a development CA, a server certificate and a client certificate.
     GenCerts {
         /// Directory for the PEM files; created when missing.
@@ -62,6 +66,15 @@ enum Command {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of audit log files, oldest first; one path also checks its rotated files.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -77,9 +90,17 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Window(args) => exit_code(runtime.block_on(cli_admin::run_window(args.command, &args.admin))),
+        Command::Session(args) => exit_code(runtime.block_on(cli_admin::run_session(args.command, &args.admin))),
+        Command::Audit { command: AuditCommand::Verify { files } } => exit_code(verify_audit(files)),
         Command::Check { config } => exit_code(schemagate::cli_check::run_check(&config)),
         Command::GenCerts { out, hosts, force } => exit_code(schemagate::certs::run_gen_certs(&out, &hosts, force)),
     }
+}
+
+fn verify_audit(files: Vec<PathBuf>) -> i32 {
+    let files = if files.len() == 1 { schemagate::audit::rotated_files(&files[0]) } else { files };
+    schemagate::audit::run_verify(&files)
 }
 
 fn exit_code(code: i32) -> ExitCode {
@@ -98,65 +119,17 @@ fn init_tracing(format: &str) {
 }
 
 async fn serve(config_path: PathBuf) -> ExitCode {
-    let config = match schemagate::config::load(&config_path) {
-        Ok(config) => config,
-        Err(error) => {
-            for message in error.messages() {
-                eprintln!("error: {message}");
-            }
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let windows = match WindowManager::new(&config) {
-        Ok(windows) => windows,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let audit = match AuditLog::open(&config.audit) {
-        Ok(audit) => audit,
-        Err(error) => {
-            eprintln!("error: audit.path: {error}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let listen_address = config.listen.address;
-    let metrics = Arc::new(Metrics::new());
-    let shared = match Shared::new(config, windows, audit, metrics) {
-        Ok(shared) => shared,
-        Err(errors) => {
+    match schemagate::server::app::serve(config_path).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(StartError::Config(errors)) => {
             for error in errors {
                 eprintln!("error: {error}");
             }
-            return ExitCode::from(EXIT_USAGE);
+            ExitCode::from(EXIT_USAGE)
         }
-    };
-    let listener = match tokio::net::TcpListener::bind(listen_address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on {listen_address} (listen.address): {error}");
-            return ExitCode::FAILURE;
+        Err(StartError::Io(error)) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
         }
-    };
-    tracing::info!(address = %listen_address, "schemagate listening");
-
-    let stop = CancellationToken::new();
-    tokio::spawn(wait_for_signals(stop.clone()));
-    schemagate::server::run(shared, listener, stop).await;
-    tracing::info!("schemagate stopped");
-    ExitCode::SUCCESS
-}
-
-async fn wait_for_signals(stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
     }
-    stop.cancel();
 }

@@ -62,6 +62,12 @@ pub struct AuditRecord {
     pub sqlstate: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Reason given when the window was opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Operator who opened the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! The listener: accepts clients, enforces the connection limit, and drains
 //! sessions on shutdown.
 
+pub mod app;
 pub mod cancel;
 pub mod registry;
 

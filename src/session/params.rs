@@ -91,7 +91,9 @@ fn check_replication(value: &str) -> Result<(), ProxyError> {
 }
 
 fn check_client_encoding(value: &str) -> Result<(), ProxyError> {
-    let normalized: String = value.chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_ascii_lowercase();
+    // Postgres drops every character that is not a letter or digit before
+    // looking an encoding name up, so asyncpg's "'utf-8'" means UTF8.
+    let normalized: String = value.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
     if normalized == "utf8" || normalized == "unicode" {
         return Ok(());
     }
@@ -153,6 +155,7 @@ mod tests {
     fn non_utf8_encoding_rejected() {
         assert!(validate(params(&[("user", "app"), ("client_encoding", "SJIS")])).is_err());
         assert!(validate(params(&[("user", "app"), ("client_encoding", "utf-8")])).is_ok());
+        assert!(validate(params(&[("user", "app"), ("client_encoding", "'utf-8'")])).is_ok());
     }
 
     #[test]

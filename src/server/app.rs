@@ -1,0 +1,207 @@
+//! `schemagate serve`: builds every component from the configuration, runs
+//! the listener and the admin API, and handles SIGTERM, SIGINT and SIGHUP.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminEvent, AdminState};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::session::Shared;
+use crate::window::{WindowEvent, WindowManager};
+
+/// Why `serve` could not start; the caller maps it to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}", .0.join("\n"))]
+    Config(Vec<String>),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Interval between readiness probes of the upstream server.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Runs the proxy until SIGTERM or SIGINT.
+pub async fn serve(config_path: PathBuf) -> Result<(), StartError> {
+    let config = config::load(&config_path).map_err(|e| StartError::Config(e.messages()))?;
+    let audit = AuditLog::open(&config.audit).map_err(|e| StartError::Config(vec![format!("audit.path: {e}")]))?;
+    let metrics = Arc::new(Metrics::new());
+    let windows = WindowManager::with_events(&config, window_event_sink(audit.clone(), metrics.clone()))
+        .map_err(|e| StartError::Config(vec![format!("windows.state_file: {e}")]))?;
+    let token = read_admin_token(&config)?;
+    let listen_address = config.listen.address;
+    let admin_address = config.admin.address;
+    let shared = Shared::new(config, windows.clone(), audit.clone(), metrics.clone()).map_err(StartError::Config)?;
+
+    let listener = TcpListener::bind(listen_address)
+        .await
+        .map_err(|e| StartError::Io(format!("cannot listen on {listen_address} (listen.address): {e}")))?;
+    let admin_listener = TcpListener::bind(admin_address)
+        .await
+        .map_err(|e| StartError::Io(format!("cannot listen on {admin_address} (admin.address): {e}")))?;
+    tracing::info!(address = %listen_address, "schemagate listening");
+
+    let registry = shared.registry.clone();
+    windows.clone().spawn_expiry_task(Arc::new(move |session_id| {
+        registry.terminate(session_id);
+    }));
+
+    let stop = CancellationToken::new();
+    let ready = spawn_readiness_probe(shared.clone(), stop.clone());
+    let state = admin_state(&shared, token, ready);
+    let admin_stop = CancellationToken::new();
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(state), admin_stop.clone()));
+    tokio::spawn(handle_signals(shared.clone(), config_path, stop.clone()));
+
+    super::run(shared, listener, stop).await;
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    tracing::info!("schemagate stopped");
+    Ok(())
+}
+
+fn read_admin_token(config: &Config) -> Result<Option<Arc<String>>, StartError> {
+    let Some(path) = &config.admin.token_file else {
+        tracing::warn!("admin.token_file is not set: the admin API rejects every change, so no window can be opened");
+        return Ok(None);
+    };
+    admin::read_token_file(path)
+        .map(|token| Some(Arc::new(token)))
+        .map_err(|e| StartError::Config(vec![format!("admin.token_file: {e}")]))
+}
+
+fn admin_state(shared: &Arc<Shared>, token: Option<Arc<String>>, ready: Arc<AtomicBool>) -> AdminState {
+    let metrics_source = shared.clone();
+    let audit = shared.audit.clone();
+    AdminState {
+        windows: shared.windows.clone(),
+        sessions: shared.registry.clone(),
+        token,
+        metrics: Some(Arc::new(move || render_metrics(&metrics_source))),
+        ready: Arc::new(move || ready.load(Ordering::Relaxed)),
+        events: Some(Arc::new(move |event: AdminEvent| audit_admin_event(&audit, event))),
+    }
+}
+
+fn render_metrics(shared: &Shared) -> String {
+    let (hits, misses) = shared.analyzer.cache_stats();
+    shared.metrics.parse_cache(hits, misses);
+    let windows = shared.windows.list();
+    let open: Vec<_> = windows.iter().filter(|w| w.state == "open").collect();
+    shared.metrics.set_windows_open(open.len());
+    shared.metrics.set_sessions_bound(open.iter().map(|w| w.bound_sessions.len()).sum());
+    shared.metrics.encode()
+}
+
+/// Marks the proxy ready while the upstream accepts TCP connections and the audit log is writable.
+fn spawn_readiness_probe(shared: Arc<Shared>, stop: CancellationToken) -> Arc<AtomicBool> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let flag = ready.clone();
+    tokio::spawn(async move {
+        loop {
+            let address = shared.config().upstream.address.clone();
+            let reachable = matches!(
+                tokio::time::timeout(READINESS_INTERVAL, tokio::net::TcpStream::connect(&address)).await,
+                Ok(Ok(_))
+            );
+            let audit_ok = shared.audit.write(AuditRecord { event: "readiness_probe", ..AuditRecord::default() }).is_ok()
+                || !shared.audit.is_enabled();
+            flag.store(reachable && audit_ok, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+    ready
+}
+
+fn window_event_sink(audit: Arc<AuditLog>, metrics: Arc<Metrics>) -> crate::window::EventSink {
+    Arc::new(move |event: WindowEvent| {
+        let mut record = AuditRecord { event: event.kind.audit_event(), ..AuditRecord::default() };
+        record.session_id = event.session_id;
+        record.detail = event.detail.clone();
+        if let Some(window) = &event.window {
+            record.window_id = Some(window.id.clone());
+            record.database = Some(window.database.clone());
+            record.reason = Some(window.reason.clone());
+            record.opened_by = Some(window.opened_by.clone());
+        }
+        tracing::info!(event = record.event, window = ?record.window_id, session = ?record.session_id, "window event");
+        if let Err(error) = audit.write_durable(record) {
+            metrics.audit_failure();
+            tracing::error!(%error, "audit log write failed for a window event");
+        }
+    })
+}
+
+fn audit_admin_event(audit: &AuditLog, event: AdminEvent) {
+    let record = AuditRecord {
+        event: "admin_request",
+        session_id: event.session_id,
+        client_addr: event.client_addr.map(|a| a.to_string()),
+        rule: Some(format!("{:?}", event.kind)),
+        detail: Some(format!("{} {}", event.method, event.path)),
+        opened_by: event.operator,
+        ..AuditRecord::default()
+    };
+    if let Err(error) = audit.write_durable(record) {
+        tracing::error!(%error, "audit log write failed for an admin request");
+    }
+}
+
+async fn handle_signals(shared: Arc<Shared>, config_path: PathBuf, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()));
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = signals else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received; draining sessions"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received; draining sessions"),
+            _ = hangup.recv() => {
+                reload(&shared, &config_path);
+                continue;
+            }
+        }
+        stop.cancel();
+        return;
+    }
+}
+
+/// Applies a new configuration for new statements and connections; an invalid one is logged and ignored.
+pub fn reload(shared: &Shared, config_path: &Path) {
+    if let Err(error) = shared.audit.reopen() {
+        tracing::error!(%error, "failed to reopen the audit log");
+    }
+    let config = match config::load(config_path) {
+        Ok(config) => config,
+        Err(error) => {
+            for message in error.messages() {
+                tracing::error!(%message, "configuration reload rejected; the old configuration stays");
+            }
+            return;
+        }
+    };
+    let windows_config = config.clone();
+    match shared.reload(config) {
+        Ok(()) => {
+            shared.windows.update_config(&windows_config);
+            tracing::info!(path = %config_path.display(), "configuration reloaded");
+        }
+        Err(errors) => {
+            for message in errors {
+                tracing::error!(%message, "configuration reload rejected; the old configuration stays");
+            }
+        }
+    }
+}
