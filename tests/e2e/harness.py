@@ -501,7 +501,7 @@ class Proxy:
 
     def open_window(self, database="app", duration="30m", reason="test", **kw):
         """Open a migration window through the CLI and return its id."""
-        args = ["window", "open", "--database", database, "--duration", duration, "--reason", reason]
+        args = ["window", "open", "--database", database, "--for", duration, "--reason", reason]
         for key, value in kw.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         result = self.cli(*args, check=True)
