@@ -63,3 +63,14 @@ def test_reset_app_db_restores_rows(cluster, oracle):
     oracle("INSERT INTO widgets VALUES (1, 'x')")
     cluster.reset_app_rows()
     assert oracle("SELECT count(*) FROM widgets") == [(0,)]
+
+
+def test_proxy_window_open_and_close(proxy):
+    window_id = proxy.open_window(reason="harness self-check")
+    assert window_id
+    listed = proxy.cli("window", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert window_id in listed.stdout
+
+    closed = proxy.close_window(window_id)
+    assert closed.returncode == 0

@@ -65,7 +65,7 @@ def test_second_gssenc_request_rejected(proxy):
         assert client.read_byte() == b"N"
         client.send(gssenc_request())
         messages = client.read_until_closed()
-        # PostgreSQL 15 answers a repeated request with 0A000 (unsupported protocol).
+        # PostgreSQL 15 rejects a repeated request with 0A000 (unsupported frontend protocol).
         assert sqlstates(messages) in (["08P01"], ["0A000"])
 
 
@@ -75,7 +75,7 @@ def test_ssl_request_inside_tls_rejected(make_proxy, tmp_path):
         assert client.start_tls() == b"S"
         client.send(ssl_request())
         messages = client.read_until_closed()
-        # PostgreSQL 15 answers this with 0A000 (unsupported frontend protocol).
+        # PostgreSQL 15 rejects this with 0A000 (unsupported frontend protocol).
         assert sqlstates(messages) in ([], ["08P01"], ["0A000"])
 
 
