@@ -76,6 +76,8 @@ fn record_has_all_fields() {
         fingerprint: Some("abc123".to_owned()),
         sqlstate: Some("42501".to_owned()),
         detail: Some("outside a migration window".to_owned()),
+        reason: Some("add orders index".to_owned()),
+        opened_by: Some("alice".to_owned()),
     };
 
     log.write_durable(record).expect("write");
@@ -101,6 +103,8 @@ fn record_has_all_fields() {
     assert_eq!(value["fingerprint"], "abc123");
     assert_eq!(value["sqlstate"], "42501");
     assert_eq!(value["detail"], "outside a migration window");
+    assert_eq!(value["reason"], "add orders index");
+    assert_eq!(value["opened_by"], "alice");
 
     let hash = value["hash"].as_str().expect("hash is a string");
     assert_eq!(hash.len(), 64);

@@ -159,7 +159,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(64);
         let mut reader = FrameReader::new(server, 1024);
         use tokio::io::AsyncWriteExt;
-        client.write_all(b"Q\x7f\xff\xff\xff").await.unwrap();
+        client.write_all(b"Q\x00\x10\x00\x00").await.unwrap();
         let error = reader.next_frame().await.unwrap_err();
         assert!(matches!(error, FrameError::TooLarge { .. }));
         assert!(reader.buffer.capacity() < 1 << 20);
