@@ -5,7 +5,22 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod analyze;
+mod body;
+mod ddl;
 pub mod defaults;
+mod facts;
+mod matching;
+mod objects;
+mod rules;
+mod settings;
+mod tags;
+mod walk;
+
+pub use analyze::{fingerprint, normalize, Analyzer};
+pub use rules::{denial_for_error, Policy};
+pub use settings::split_identifier_list;
+pub use tags::{known_command_tags, suggest_tag};
 
 /// Settings that change how the server reads statement text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,7 +77,63 @@ pub enum StatementClass {
     /// SET, RESET, SHOW, DISCARD, LISTEN, NOTIFY and other session utilities.
     Session,
     Ddl,
+    /// A DO block: judged by the statements inside it, not by its tag.
+    Block,
 }
+
+/// How the statements in `StatementFacts::nested` relate to their parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NestedContext {
+    /// Run now, as if sent on their own: PREPARE, EXPLAIN ANALYZE, CREATE SCHEMA elements.
+    Executed,
+    /// Planned but not run: plain EXPLAIN. Only always-denied functions count.
+    Planned,
+    /// Code that runs inside the server where the proxy cannot watch it: DO
+    /// blocks, function and procedure bodies, rule actions. Writes to protected
+    /// tables from here are denied even to a migration session.
+    Body,
+}
+
+/// How a statement changes a run-time setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingRoute {
+    /// `SET` (session level).
+    Set,
+    /// `SET LOCAL`.
+    SetLocal,
+    /// `RESET name` or `SET name TO DEFAULT`.
+    Reset,
+    /// `RESET ALL`.
+    ResetAll,
+    /// `set_config(name, value, is_local)`.
+    SetConfig,
+    /// `ALTER ROLE ... SET` / `ALTER DATABASE ... SET`: defaults for later sessions.
+    StoredDefault,
+}
+
+/// One setting change found in a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingChange {
+    /// Lower-cased setting name; `None` when it is not a constant (`set_config(expr, ...)`).
+    pub name: Option<String>,
+    /// Values as the server receives them: one entry per `SET` list item, or the
+    /// single `set_config` string. Empty for RESET and DEFAULT.
+    pub values: Vec<String>,
+    /// False when a value is not a constant, so its content is unknown.
+    pub values_known: bool,
+    pub route: SettingRoute,
+}
+
+/// A non-relation object that a DDL statement names (function, type, schema, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    /// Postgres object type as written in DDL, for example `FUNCTION` or `SCHEMA`.
+    pub kind: &'static str,
+    /// Schema when qualified; for a `SCHEMA` object, the schema itself.
+    pub schema: Option<String>,
+    pub name: String,
+}
+
 
 /// Facts about one statement (and, in `nested`, the statements inside it).
 #[derive(Debug, Clone)]
@@ -89,7 +160,88 @@ pub struct StatementFacts {
     pub nested: Vec<StatementFacts>,
     /// Set when the policy cannot understand the statement; denies it.
     pub unsupported: Option<String>,
+    /// How `nested` relates to this statement.
+    pub nested_context: NestedContext,
+    /// Settings changed by SET, RESET, `set_config` or stored role/database defaults.
+    pub settings: Vec<SettingChange>,
+    /// Non-relation objects named by DDL (functions, types, schemas, ...).
+    pub objects: Vec<ObjectRef>,
+    /// Names used in attribute notation (`x.name`), which Postgres may run as
+    /// the call `name(x)`; checked against always-denied functions.
+    pub attribute_names: Vec<String>,
+    /// `COPY` to or from a file or program on the database server.
+    pub server_file_access: bool,
 }
+
+impl StatementFacts {
+    /// Creates facts with a tag and class and nothing else.
+    pub fn new(tag: impl Into<String>, class: StatementClass) -> Self {
+        StatementFacts {
+            tag: tag.into(),
+            subcommands: Vec::new(),
+            class,
+            relations: Vec::new(),
+            functions: Vec::new(),
+            dynamic_sql: false,
+            temporary: false,
+            prepares: None,
+            executes: None,
+            deallocates: None,
+            nested: Vec::new(),
+            unsupported: None,
+            nested_context: NestedContext::Executed,
+            settings: Vec::new(),
+            objects: Vec::new(),
+            attribute_names: Vec::new(),
+            server_file_access: false,
+        }
+    }
+
+    /// Returns the statement that SQL `PREPARE` stores under `prepares`, which
+    /// the session keeps to judge a later `EXECUTE` of that name.
+    pub fn prepared_body(&self) -> Option<&StatementFacts> {
+        self.prepares.as_ref()?;
+        self.nested.first()
+    }
+}
+
+/// Returns the objects a statement acts on, for audit records: relations as
+/// `schema.name` or `name`, then other DDL objects, without duplicates.
+pub fn primary_objects(facts: &StatementFacts) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |text: String| {
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    };
+
+    for relation in &facts.relations {
+        push(relation.qualified_name());
+    }
+    for object in &facts.objects {
+        match (&object.schema, object.kind) {
+            (Some(_), "SCHEMA") | (None, _) => push(object.name.clone()),
+            (Some(schema), _) => push(format!("{schema}.{}", object.name)),
+        }
+    }
+    for nested in &facts.nested {
+        for text in primary_objects(nested) {
+            push(text);
+        }
+    }
+    out
+}
+
+impl RelationRef {
+    /// Returns `schema.name`, or `name` when the reference was unqualified.
+    pub fn qualified_name(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{schema}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
 
 /// What the window manager says about this session right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,147 @@
+//! The analyzer: parses SQL text with libpg_query, builds facts for every
+//! statement and caches the result by exact text and parse options.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+use pg_query::{NodeEnum, ParserOptions};
+
+use super::facts::{statement_facts, Builder};
+use super::{Analysis, AnalyzeError, ParseOptions};
+
+/// Texts longer than this are analyzed every time instead of being cached,
+/// so one large statement cannot hold much memory in the cache.
+const MAX_CACHED_TEXT_BYTES: usize = 16 * 1024;
+
+/// Serializes every call into libpg_query. Each call redirects the process's
+/// stderr file descriptor (fd 2) to a pipe and restores it afterwards; two
+/// threads doing that at once can leave fd 2 pointing at a closed pipe.
+/// NOTE: while a parse runs, writes to stderr from other threads are lost, so
+/// the service should log to stdout.
+static LIBPG_QUERY: Mutex<()> = Mutex::new(());
+
+type CacheEntry = Result<Arc<Analysis>, AnalyzeError>;
+
+/// Parses SQL text into `Analysis`, with a bounded LRU cache. `Send + Sync`;
+/// share one per process.
+pub struct Analyzer {
+    cache: Option<parking_lot::Mutex<LruCache<(String, ParseOptions), CacheEntry>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Analyzer {
+    /// Creates an analyzer whose cache keeps up to `capacity` texts (0 disables it).
+    pub fn new(capacity: usize) -> Self {
+        Analyzer {
+            cache: NonZeroUsize::new(capacity).map(|c| parking_lot::Mutex::new(LruCache::new(c))),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Analyzes every statement of `sql`. Empty or comment-only text yields
+    /// zero statements; text that does not parse yields `AnalyzeError::Syntax`
+    /// with the parser's message.
+    pub fn analyze(&self, sql: &str, opts: ParseOptions) -> Result<Arc<Analysis>, AnalyzeError> {
+        let cacheable = sql.len() <= MAX_CACHED_TEXT_BYTES;
+        if let (Some(cache), true) = (&self.cache, cacheable) {
+            if let Some(entry) = cache.lock().get(&(sql.to_string(), opts)) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return entry.clone();
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+
+        let entry = analyze_uncached(sql, opts).map(Arc::new);
+        if let (Some(cache), true) = (&self.cache, cacheable) {
+            cache.lock().put((sql.to_string(), opts), entry.clone());
+        }
+        entry
+    }
+
+    /// Returns the cache's (hits, misses) since the analyzer was created.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+
+    /// Empties the cache (for example after a rules reload).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.lock().clear();
+        }
+    }
+}
+
+fn analyze_uncached(sql: &str, opts: ParseOptions) -> Result<Analysis, AnalyzeError> {
+    let parsed = parse_text(sql, 0, opts)?;
+    let builder = Builder { opts, nesting: 0 };
+
+    let mut statements = Vec::with_capacity(parsed.stmts.len());
+    for raw in &parsed.stmts {
+        if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
+            statements.push(statement_facts(node, builder)?);
+        }
+    }
+    Ok(Analysis { statements })
+}
+
+/// Parses `sql` in parse `mode` (0 for statements, 2 for a PL/pgSQL
+/// expression, 3 to 5 for PL/pgSQL assignments).
+pub(super) fn parse_text(sql: &str, mode: i32, opts: ParseOptions) -> Result<pg_query::protobuf::ParseResult, AnalyzeError> {
+    let mut options = ParserOptions::from(mode);
+    if !opts.standard_conforming_strings {
+        options |= ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS;
+    }
+    let result = {
+        let _guard = LIBPG_QUERY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pg_query::parse(sql, options)
+    };
+    result.map(|parsed| parsed.protobuf).map_err(analyze_error)
+}
+
+/// Compiles the PL/pgSQL of the DO or CREATE FUNCTION statements in `sql`.
+pub(super) fn parse_plpgsql(sql: &str) -> Result<serde_json::Value, String> {
+    let _guard = LIBPG_QUERY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pg_query::parse_plpgsql(sql).map_err(|e| error_message(&e))
+}
+
+/// Turns one statement node back into SQL text.
+pub(super) fn deparse(node: &NodeEnum) -> Result<String, String> {
+    let _guard = LIBPG_QUERY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    node.deparse(pg_query::DeparseOptions::default()).map_err(|e| error_message(&e))
+}
+
+fn analyze_error(error: pg_query::Error) -> AnalyzeError {
+    let message = error_message(&error);
+    match error {
+        pg_query::Error::Decode(_) => AnalyzeError::TooComplex(message),
+        _ if message.contains("stack depth limit exceeded") || message.contains("memory exhausted") => {
+            AnalyzeError::TooComplex(message)
+        }
+        _ => AnalyzeError::Syntax(message),
+    }
+}
+
+/// The parser's own message, without the wrapper text of `pg_query::Error`.
+fn error_message(error: &pg_query::Error) -> String {
+    match error {
+        pg_query::Error::Parse(message) | pg_query::Error::InvalidJson(message) => message.clone(),
+        pg_query::Error::Conversion(_) => "statement text contains a zero byte".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Returns the statement text with literals replaced by `$n`, for audit logs.
+pub fn normalize(sql: &str) -> Option<String> {
+    let _guard = LIBPG_QUERY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pg_query::normalize(sql).ok()
+}
+
+/// Returns pg_query's fingerprint (hex) of the statement text, for audit logs.
+pub fn fingerprint(sql: &str) -> Option<String> {
+    let _guard = LIBPG_QUERY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pg_query::fingerprint(sql, 0, 0).ok().map(|f| f.hex)
+}
