@@ -279,5 +279,3 @@ pub struct Denial {
     pub command_tag: String,
 }
 
-mod stub;
-pub use stub::{Analyzer, Policy};
