@@ -255,8 +255,10 @@ fn alter_table(alter: &AlterTableStmt) -> StatementFacts {
 
 fn rename(rename: &RenameStmt) -> StatementFacts {
     use pg_query::protobuf::ObjectType as O;
+    // The parser sets `relation_type` for columns only; constraints belong to tables.
     let tag = match O::try_from(rename.rename_type) {
-        Ok(O::ObjectColumn | O::ObjectTabconstraint) => alter_tag(rename.relation_type),
+        Ok(O::ObjectColumn) => alter_tag(rename.relation_type),
+        Ok(O::ObjectTabconstraint) => "ALTER TABLE".to_string(),
         _ => alter_tag(rename.rename_type),
     };
     let mut facts = relation_or_object(tag, rename.rename_type, rename.relation.as_ref(), rename.object.as_deref());

@@ -235,9 +235,13 @@ pub(super) fn string_list(value: Option<&Value>) -> Vec<String> {
     items.iter().filter_map(|item| item.pointer("/node/String/sval")?.as_str().map(String::from)).collect()
 }
 
-/// Adds a relation reference unless the same one is already recorded.
+/// Adds a relation reference unless the same one is already recorded. A read
+/// of a relation that the statement already writes, locks or changes adds nothing.
 pub(super) fn add_relation(facts: &mut StatementFacts, relation: RelationRef) {
-    if !facts.relations.contains(&relation) {
+    let known = facts.relations.iter().any(|r| {
+        r.schema == relation.schema && r.name == relation.name && (r.access == relation.access || relation.access == Access::Read)
+    });
+    if !known {
         facts.relations.push(relation);
     }
 }
