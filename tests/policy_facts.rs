@@ -1,6 +1,6 @@
 //! Table-driven checks of the statement analyzer and the rule engine.
 //!
-//! `tests/data/statements.txt` holds one record per statement:
+//! `tests/data/statements.txt` contains one record per statement:
 //!
 //! ```text
 //! == TAG | CLASS | RELATION | APP | MIGRATOR
@@ -313,7 +313,7 @@ fn backslash_reading_follows_standard_conforming_strings() {
 }
 
 #[test]
-fn plpgsql_bodies_with_backslashes_are_unsupported_when_strings_are_not_standard() {
+fn plpgsql_backslash_body_unsupported_when_strings_off() {
     let analyzer = Analyzer::new(10);
     let off = ParseOptions { standard_conforming_strings: false };
     let analysis = analyzer.analyze("DO $$ BEGIN PERFORM E'\\\\'; END $$", off).expect("parses");
@@ -472,4 +472,62 @@ fn mutated_statements_never_panic() {
         true
     });
     assert!(done);
+}
+
+#[test]
+fn analyzer_and_policy_are_shareable() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Analyzer>();
+    assert_send_sync::<Policy>();
+    assert_send_sync::<Arc<schemagate::policy::Analysis>>();
+}
+
+#[test]
+fn custom_version_table_is_protected_in_every_spelling() {
+    let mut config = test_config();
+    let long_name = "v".repeat(70);
+    config.protected_tables = vec!["migrations.schema_rev".to_string(), long_name.clone()];
+    let policy = Policy::new(&config).expect("valid config");
+    let analyzer = Analyzer::new(10);
+
+    let denied = [
+        "UPDATE migrations.schema_rev SET version_num = 'x'".to_string(),
+        "UPDATE schema_rev SET version_num = 'x'".to_string(),
+        format!("DELETE FROM {long_name}"),
+        format!("DELETE FROM {}", "v".repeat(63)),
+    ];
+    for sql in &denied {
+        assert_eq!(decide_text(&analyzer, &policy, sql, WindowAccess::None), "D:protected_tables", "{sql}");
+        assert_eq!(decide_text(&analyzer, &policy, sql, WindowAccess::Bound), "W", "{sql}");
+    }
+
+    let other_schema = "UPDATE public.schema_rev SET version_num = 'x'";
+    assert_eq!(decide_text(&analyzer, &policy, other_schema, WindowAccess::None), "A");
+    let search_path = "SET search_path = migrations";
+    assert_eq!(decide_text(&analyzer, &policy, search_path, WindowAccess::None), "D:always_deny.settings");
+}
+
+#[test]
+fn dynamic_sql_pseudo_tag_allows_execute_in_window() {
+    let mut config = test_config();
+    config.ddl.allow.push("dynamic sql".to_string());
+    let policy = Policy::new(&config).expect("valid config");
+    let analyzer = Analyzer::new(10);
+    let sql = "DO $$ BEGIN EXECUTE 'SELECT ' || '1'; END $$";
+
+    assert_eq!(decide_text(&analyzer, &policy, sql, WindowAccess::Bound), "W");
+    assert_eq!(decide_text(&analyzer, &policy, sql, WindowAccess::None), "D:ddl.allow");
+}
+
+#[test]
+fn alter_table_subcommand_entries_cover_only_listed_commands() {
+    let mut config = test_config();
+    config.ddl.allow = vec!["ALTER TABLE ADD COLUMN".to_string(), "ALTER TABLE SET NOT NULL".to_string()];
+    let policy = Policy::new(&config).expect("valid config");
+    let analyzer = Analyzer::new(10);
+
+    let allowed = "ALTER TABLE t ADD COLUMN a int, ALTER COLUMN a SET NOT NULL";
+    assert_eq!(decide_text(&analyzer, &policy, allowed, WindowAccess::Bound), "W");
+    let mixed = "ALTER TABLE t ADD COLUMN a int, DROP COLUMN b";
+    assert_eq!(decide_text(&analyzer, &policy, mixed, WindowAccess::Bound), "D:ddl.allow");
 }

@@ -32,7 +32,7 @@ enum Phase {
     Ddl,
 }
 
-/// How a statement is judged: on its own, inside a body, or only planned.
+/// The context a statement is judged in: on its own, inside a body, or only planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Direct,
@@ -306,7 +306,7 @@ fn denial(rule: &str, message: String, hint: Option<&str>, command_tag: &str) ->
     }
 }
 
-/// The denial for text that could not be analyzed: SQLSTATE 42601 for a
+/// Returns the denial for text that could not be analyzed: SQLSTATE 42601 for a
 /// syntax error, 42501 for a statement too complex to check.
 pub fn denial_for_error(error: &AnalyzeError) -> Denial {
     match error {

@@ -1,8 +1,8 @@
 //! A generic walk over every node of a parse tree.
 //!
-//! The tree is converted to `serde_json::Value` (every pg_query node type
-//! implements `Serialize`), so the walk reaches node types that the
-//! statement-level code never names: a relation read inside a CTE, a
+//! The tree is converted to `serde_json::Value`, since every pg_query node
+//! type implements `Serialize`. The walk so reaches node types that the
+//! statement-level code never names, such as a relation read inside a CTE, a
 //! function call in a `DEFAULT` expression or a write inside `COPY (...) TO`.
 //! Node-wrapped values appear as `{"TypeName": {...}}`; typed fields such as
 //! `DeleteStmt.relation` appear without a type name and are recognized by
