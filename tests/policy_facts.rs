@@ -205,6 +205,22 @@ fn ddl_denials_name_the_list() {
 }
 
 #[test]
+fn ddl_outside_window_names_object_and_hint() {
+    let analyzer = Analyzer::new(10);
+    let policy = test_policy();
+    let prepared = HashMap::new();
+    let ctx = SessionContext { window: WindowAccess::None, prepared: &prepared };
+    let analysis = analyzer.analyze("ALTER TABLE gadgets ADD COLUMN color text", ParseOptions::default()).expect("parses");
+
+    let Decision::Deny(denial) = policy.decide(&analysis, &ctx) else { panic!("expected a denial") };
+    assert_eq!(denial.message, "schemagate: ALTER TABLE ADD COLUMN on gadgets is denied outside a migration window (rule ddl.allow)");
+    assert_eq!(
+        denial.hint.as_deref(),
+        Some("DDL and writes to protected tables need an open migration window: schemagate window open --database DB --for 30m --reason TEXT")
+    );
+}
+
+#[test]
 fn parse_error_denial_uses_syntax_sqlstate() {
     let analyzer = Analyzer::new(10);
     let error = analyzer.analyze("DELET FROM alembic_version", ParseOptions::default()).expect_err("garbage");

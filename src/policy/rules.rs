@@ -261,7 +261,8 @@ impl Policy {
             return Err(denial("ddl.allow", message, Some(&format!("add \"{name}\" to ddl.allow in rules.yaml")), top));
         }
         if ctx.window == WindowAccess::None {
-            let message = format!("schemagate: {} is denied outside a migration window (rule ddl.allow)", required[0]);
+            let target = super::primary_objects(f).into_iter().next().map(|o| format!(" on {o}")).unwrap_or_default();
+            let message = format!("schemagate: {}{target} is denied outside a migration window (rule ddl.allow)", required[0]);
             return Err(denial("ddl.allow", message, Some(WINDOW_HINT), top));
         }
         Ok(true)
