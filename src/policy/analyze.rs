@@ -16,10 +16,10 @@ use super::{Analysis, AnalyzeError, ParseOptions};
 const MAX_CACHED_TEXT_BYTES: usize = 16 * 1024;
 
 /// Serializes every call into libpg_query. Each call redirects the process's
-/// stderr file descriptor (fd 2) to a pipe and restores it afterwards; two
+/// stderr file descriptor (fd 2) to a pipe and restores it afterwards, so two
 /// threads doing that at once can leave fd 2 pointing at a closed pipe.
-/// NOTE: while a parse runs, writes to stderr from other threads are lost, so
-/// the service should log to stdout.
+/// NOTE: writes to stderr from other threads during a parse are lost, so the
+/// service should log to stdout.
 static LIBPG_QUERY: Mutex<()> = Mutex::new(());
 
 type CacheEntry = Result<Arc<Analysis>, AnalyzeError>;

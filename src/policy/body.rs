@@ -2,7 +2,7 @@
 //!
 //! SQL-language bodies are parsed as SQL. PL/pgSQL bodies go through
 //! libpg_query's PL/pgSQL compiler, which returns every embedded SQL
-//! statement and expression as text with its parse mode; each one is parsed
+//! statement and expression as text with its parse mode. Each one is parsed
 //! again and becomes a nested statement. Any body that cannot be parsed marks
 //! the statement unsupported, which denies it.
 

@@ -9,7 +9,7 @@ use super::tags::{alter_table_subcommand, object_type_word};
 use super::walk::add_relation;
 use super::{Access, AnalyzeError, NestedContext, RelationRef, StatementClass as C, StatementFacts};
 
-/// Whether a relation is created as a temporary one: `TEMP`, or the `pg_temp` schema.
+/// Returns whether a relation is created as a temporary one: `TEMP`, or the `pg_temp` schema.
 pub(super) fn is_temporary(relation: &RangeVar) -> bool {
     relation.relpersistence == "t" || relation.schemaname == "pg_temp"
 }
@@ -111,9 +111,9 @@ pub(super) fn ddl_facts(node: &NodeEnum, builder: Builder) -> Result<Option<Stat
             let word = object_type_word(s.objtype);
             named(format!("ALTER {word}"), word, &parts)
         }
-        N::CreateExtensionStmt(s) => named("CREATE EXTENSION", "EXTENSION", &[s.extname.clone()]),
-        N::AlterExtensionStmt(s) => named("ALTER EXTENSION", "EXTENSION", &[s.extname.clone()]),
-        N::AlterExtensionContentsStmt(s) => named("ALTER EXTENSION", "EXTENSION", &[s.extname.clone()]),
+        N::CreateExtensionStmt(s) => named("CREATE EXTENSION", "EXTENSION", std::slice::from_ref(&s.extname)),
+        N::AlterExtensionStmt(s) => named("ALTER EXTENSION", "EXTENSION", std::slice::from_ref(&s.extname)),
+        N::AlterExtensionContentsStmt(s) => named("ALTER EXTENSION", "EXTENSION", std::slice::from_ref(&s.extname)),
         N::CreateStatsStmt(s) => named("CREATE STATISTICS", "STATISTICS", &strings(&s.defnames)),
         N::AlterStatsStmt(s) => named("ALTER STATISTICS", "STATISTICS", &strings(&s.defnames)),
         N::AlterTableMoveAllStmt(s) => ddl(alter_tag(s.objtype)),
@@ -255,8 +255,10 @@ fn alter_table(alter: &AlterTableStmt) -> StatementFacts {
 
 fn rename(rename: &RenameStmt) -> StatementFacts {
     use pg_query::protobuf::ObjectType as O;
+    // The parser sets `relation_type` for columns only; constraints belong to tables.
     let tag = match O::try_from(rename.rename_type) {
-        Ok(O::ObjectColumn | O::ObjectTabconstraint) => alter_tag(rename.relation_type),
+        Ok(O::ObjectColumn) => alter_tag(rename.relation_type),
+        Ok(O::ObjectTabconstraint) => "ALTER TABLE".to_string(),
         _ => alter_tag(rename.rename_type),
     };
     let mut facts = relation_or_object(tag, rename.rename_type, rename.relation.as_ref(), rename.object.as_deref());

@@ -1,8 +1,8 @@
 //! Safe defaults for `always_deny`, and a suggested `ddl.allow` list.
 
 /// Command tags denied to every session: role and privilege changes, server
-/// configuration and code loading, and connections to other servers (a
-/// loopback server would run SQL the proxy never sees).
+/// configuration and code loading, and connections to other servers, because
+/// a loopback server would run SQL that never passes through the proxy.
 pub const ALWAYS_DENY_STATEMENTS: &[&str] = &[
     "CREATE ROLE",
     "ALTER ROLE",

@@ -48,7 +48,7 @@ pub(super) fn statement_facts(node: &NodeEnum, builder: Builder) -> Result<State
     Ok(facts)
 }
 
-/// Whether `key` of this statement holds statements analyzed as `nested`.
+/// Returns whether field `key` of this statement contains the statements analyzed as `nested`.
 fn nested_key(node: &NodeEnum, key: &str) -> bool {
     matches!(
         (node, key),
@@ -228,7 +228,7 @@ fn explain_facts(explain: &ExplainStmt, builder: Builder) -> Result<StatementFac
     Ok(facts)
 }
 
-/// Whether an option value is an explicit false (`false`, `off`, `0`), as the
+/// Returns whether an option value is an explicit false (`false`, `off`, `0`), as the
 /// server's `defGetBoolean` reads it. Anything else counts as true.
 fn is_false_option(arg: Option<&pg_query::protobuf::Node>) -> bool {
     match arg.and_then(|a| a.node.as_ref()) {

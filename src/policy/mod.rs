@@ -81,7 +81,7 @@ pub enum StatementClass {
     Block,
 }
 
-/// How the statements in `StatementFacts::nested` relate to their parent.
+/// The relation of the statements in `StatementFacts::nested` to their parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NestedContext {
     /// Run now, as if sent on their own: PREPARE, EXPLAIN ANALYZE, CREATE SCHEMA elements.
@@ -94,7 +94,7 @@ pub enum NestedContext {
     Body,
 }
 
-/// How a statement changes a run-time setting.
+/// The statement form that changes a run-time setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettingRoute {
     /// `SET` (session level).
@@ -160,7 +160,7 @@ pub struct StatementFacts {
     pub nested: Vec<StatementFacts>,
     /// Set when the policy cannot understand the statement; denies it.
     pub unsupported: Option<String>,
-    /// How `nested` relates to this statement.
+    /// The relation of `nested` to this statement.
     pub nested_context: NestedContext,
     /// Settings changed by SET, RESET, `set_config` or stored role/database defaults.
     pub settings: Vec<SettingChange>,

@@ -24,7 +24,15 @@ const BODY_HINT: &str = "DO blocks, function bodies, rules, views and foreign ta
 const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 const CREATES_PATH: &[&str] = &["CREATE VIEW", "CREATE MATERIALIZED VIEW", "CREATE RULE", "CREATE FOREIGN TABLE"];
 
-/// How a statement is judged: on its own, inside a body, or only planned.
+/// The rules, in the order they are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AlwaysDenied,
+    Protected,
+    Ddl,
+}
+
+/// The context a statement is judged in: on its own, inside a body, or only planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Direct,
@@ -84,44 +92,62 @@ impl Policy {
         Decision::Allow { uses_window }
     }
 
-    /// Judges one statement, including the statements nested in it.
+    /// Judges one statement, including the statements nested in it. Each rule
+    /// is applied to the whole tree before the next one, so a body that writes
+    /// a protected table is reported as such even if it also contains DDL.
     pub fn decide_statement(&self, facts: &StatementFacts, ctx: &SessionContext<'_>) -> Decision {
-        match self.judge(facts, ctx, Mode::Direct, &facts.tag) {
+        let judged = [Phase::AlwaysDenied, Phase::Protected, Phase::Ddl]
+            .into_iter()
+            .try_fold(false, |uses_window, phase| Ok(uses_window | self.visit(facts, ctx, Mode::Direct, phase, &facts.tag)?));
+        match judged {
             Ok(uses_window) => Decision::Allow { uses_window },
             Err(denial) => Decision::Deny(denial),
         }
     }
 
-    fn judge(&self, f: &StatementFacts, ctx: &SessionContext<'_>, mode: Mode, top: &str) -> Result<bool, Denial> {
-        if let Some(reason) = &f.unsupported {
-            let message = format!("schemagate: {} cannot be checked: {reason} (rule unsupported)", f.tag);
-            return Err(denial("unsupported", message, Some("schemagate denies statements it cannot check"), top));
-        }
-        self.check_functions(f, top)?;
-        if mode == Mode::Planned {
-            for nested in &f.nested {
-                self.judge(nested, ctx, Mode::Planned, top)?;
+    /// Applies one rule to a statement, its nested statements and the
+    /// prepared statement it executes. Returns whether a window was needed.
+    fn visit(&self, f: &StatementFacts, ctx: &SessionContext<'_>, mode: Mode, phase: Phase, top: &str) -> Result<bool, Denial> {
+        let mut uses_window = match phase {
+            Phase::AlwaysDenied => {
+                self.check_unsupported(f, top)?;
+                self.check_functions(f, top)?;
+                if mode != Mode::Planned {
+                    self.check_always_denied(f, top)?;
+                }
+                false
             }
-            return Ok(false);
-        }
-        self.check_always_denied(f, top)?;
+            _ if mode == Mode::Planned => return Ok(false),
+            Phase::Protected => self.check_protected(f, ctx, mode, top)?,
+            Phase::Ddl => self.check_ddl(f, ctx, top)?,
+        };
 
-        let mut uses_window = self.check_protected(f, ctx, mode, top)?;
-        uses_window |= self.check_ddl(f, ctx, top)?;
         for nested in &f.nested {
             let nested_mode = match (mode, f.nested_context) {
+                (Mode::Planned, _) | (_, NestedContext::Planned) => Mode::Planned,
                 (Mode::Body, _) | (_, NestedContext::Body) => Mode::Body,
-                (_, NestedContext::Planned) => Mode::Planned,
-                (_, NestedContext::Executed) => mode,
+                (Mode::Direct, NestedContext::Executed) => Mode::Direct,
             };
-            uses_window |= self.judge(nested, ctx, nested_mode, top)?;
+            uses_window |= self.visit(nested, ctx, nested_mode, phase, top)?;
         }
 
         // A prepared statement is judged again, under the current window, whenever it runs.
-        if let Some(prepared) = f.executes.as_ref().and_then(|name| ctx.prepared.get(name)) {
-            uses_window |= self.judge(prepared, ctx, mode, top)?;
+        if mode != Mode::Planned {
+            if let Some(prepared) = f.executes.as_ref().and_then(|name| ctx.prepared.get(name)) {
+                uses_window |= self.visit(prepared, ctx, mode, phase, top)?;
+            }
         }
         Ok(uses_window)
+    }
+
+    fn check_unsupported(&self, f: &StatementFacts, top: &str) -> Result<(), Denial> {
+        match &f.unsupported {
+            Some(reason) => {
+                let message = format!("schemagate: {} cannot be checked: {reason} (rule unsupported)", f.tag);
+                Err(denial("unsupported", message, Some("schemagate denies statements it cannot check"), top))
+            }
+            None => Ok(()),
+        }
     }
 
     fn check_functions(&self, f: &StatementFacts, top: &str) -> Result<(), Denial> {
@@ -235,7 +261,8 @@ impl Policy {
             return Err(denial("ddl.allow", message, Some(&format!("add \"{name}\" to ddl.allow in rules.yaml")), top));
         }
         if ctx.window == WindowAccess::None {
-            let message = format!("schemagate: {} is denied outside a migration window (rule ddl.allow)", required[0]);
+            let target = super::primary_objects(f).into_iter().next().map(|o| format!(" on {o}")).unwrap_or_default();
+            let message = format!("schemagate: {}{target} is denied outside a migration window (rule ddl.allow)", required[0]);
             return Err(denial("ddl.allow", message, Some(WINDOW_HINT), top));
         }
         Ok(true)
@@ -280,7 +307,7 @@ fn denial(rule: &str, message: String, hint: Option<&str>, command_tag: &str) ->
     }
 }
 
-/// The denial for text that could not be analyzed: SQLSTATE 42601 for a
+/// Returns the denial for text that could not be analyzed: SQLSTATE 42601 for a
 /// syntax error, 42501 for a statement too complex to check.
 pub fn denial_for_error(error: &AnalyzeError) -> Denial {
     match error {

@@ -108,7 +108,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// The DDL word for an object type, as in `DROP <word>` or `COMMENT ON <word>`.
+/// Returns the DDL word for an object type, as in `DROP <word>` or `COMMENT ON <word>`.
 pub(super) fn object_type_word(object_type: i32) -> &'static str {
     use ObjectType as O;
     match O::try_from(object_type).unwrap_or(O::Undefined) {
@@ -160,7 +160,7 @@ pub(super) fn object_type_word(object_type: i32) -> &'static str {
     }
 }
 
-/// The sub-command name of one ALTER TABLE command.
+/// Returns the sub-command name of one ALTER TABLE command.
 pub(super) fn alter_table_subcommand(subtype: i32, has_def: bool) -> &'static str {
     use AlterTableType as A;
     match A::try_from(subtype).unwrap_or(A::Undefined) {

@@ -1,8 +1,8 @@
 //! A generic walk over every node of a parse tree.
 //!
-//! The tree is converted to `serde_json::Value` (every pg_query node type
-//! implements `Serialize`), so the walk reaches node types that the
-//! statement-level code never names: a relation read inside a CTE, a
+//! The tree is converted to `serde_json::Value`, since every pg_query node
+//! type implements `Serialize`. The walk so reaches node types that the
+//! statement-level code never names, such as a relation read inside a CTE, a
 //! function call in a `DEFAULT` expression or a write inside `COPY (...) TO`.
 //! Node-wrapped values appear as `{"TypeName": {...}}`; typed fields such as
 //! `DeleteStmt.relation` appear without a type name and are recognized by
@@ -235,9 +235,13 @@ pub(super) fn string_list(value: Option<&Value>) -> Vec<String> {
     items.iter().filter_map(|item| item.pointer("/node/String/sval")?.as_str().map(String::from)).collect()
 }
 
-/// Adds a relation reference unless the same one is already recorded.
+/// Adds a relation reference unless the same one is already recorded. A read
+/// of a relation that the statement already writes, locks or changes adds nothing.
 pub(super) fn add_relation(facts: &mut StatementFacts, relation: RelationRef) {
-    if !facts.relations.contains(&relation) {
+    let known = facts.relations.iter().any(|r| {
+        r.schema == relation.schema && r.name == relation.name && (r.access == relation.access || relation.access == Access::Read)
+    });
+    if !known {
         facts.relations.push(relation);
     }
 }
