@@ -547,3 +547,17 @@ fn alter_table_subcommand_entries_cover_only_listed_commands() {
     let mixed = "ALTER TABLE t ADD COLUMN a int, DROP COLUMN b";
     assert_eq!(decide_text(&analyzer, &policy, mixed, WindowAccess::Bound), "D:ddl.allow");
 }
+
+#[test]
+fn protected_write_mixed_with_other_statements_denied_in_window() {
+    let analyzer = Analyzer::new(16);
+    let policy = test_policy();
+    let mixed = "UPDATE gadgets SET name = 'a;b' WHERE id = 1; DELETE FROM alembic_version WHERE version_num = 'r5'";
+    for window in [WindowAccess::None, WindowAccess::Available, WindowAccess::Bound] {
+        assert_eq!(decide_text(&analyzer, &policy, mixed, window), "D:protected_tables");
+    }
+    let alone = "DELETE FROM alembic_version WHERE alembic_version.version_num = 'r5'";
+    assert_eq!(decide_text(&analyzer, &policy, alone, WindowAccess::Bound), "W");
+    let reads = "SELECT 1; SELECT version_num FROM alembic_version";
+    assert_eq!(decide_text(&analyzer, &policy, reads, WindowAccess::None), "A");
+}

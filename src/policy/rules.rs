@@ -19,6 +19,7 @@ use crate::config::Config;
 
 const WINDOW_HINT: &str =
     "DDL and writes to protected tables need an open migration window: schemagate window open --database DB --for 30m --reason TEXT";
+const MIXED_HINT: &str = "send each write to a protected table as a statement of its own; migration tools do";
 const BODY_HINT: &str = "DO blocks, function bodies, rules, views and foreign tables must not reach protected tables; \
      the migration session may write them only with plain statements";
 const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
@@ -82,6 +83,9 @@ impl Policy {
     /// Judges every statement of a text: the first denial wins; `uses_window`
     /// is set when any statement is allowed only because of a window.
     pub fn decide(&self, analysis: &Analysis, ctx: &SessionContext<'_>) -> Decision {
+        if let Some(denied) = self.check_mixed_protected_write(analysis) {
+            return Decision::Deny(denied);
+        }
         let mut uses_window = false;
         for statement in &analysis.statements {
             match self.decide_statement(statement, ctx) {
@@ -200,6 +204,25 @@ impl Policy {
             return Err(denial("always_deny.statements", message, Some("objects in pg_catalog and information_schema are never changed through schemagate"), top));
         }
         Ok(())
+    }
+
+    /// Denies a protected-table write hidden among other statements of one
+    /// message: migration tools send their version-table writes alone, so a
+    /// write mixed into a script's statements is tampering, even in a window.
+    fn check_mixed_protected_write(&self, analysis: &Analysis) -> Option<Denial> {
+        if analysis.statements.len() < 2 {
+            return None;
+        }
+        analysis.statements.iter().find_map(|f| {
+            let relation = f.relations.iter().find(|r| r.access != Access::Read && self.is_protected(r))?;
+            let message = format!(
+                "schemagate: {} on protected table {} inside a message of {} statements is denied (rule protected_tables)",
+                f.tag,
+                relation.qualified_name(),
+                analysis.statements.len()
+            );
+            Some(denial("protected_tables", message, Some(MIXED_HINT), &f.tag))
+        })
     }
 
     fn check_protected(&self, f: &StatementFacts, ctx: &SessionContext<'_>, mode: Mode, top: &str) -> Result<bool, Denial> {
