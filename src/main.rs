@@ -80,7 +80,10 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    // The proxy logs to stdout: libpg_query briefly redirects the process's
+    // stderr while it parses, so lines written to stderr then would be lost.
+    let log_to_stdout = matches!(cli.command, Command::Serve { .. });
+    init_tracing(&cli.log_format, log_to_stdout);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -107,10 +110,17 @@ fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: &str, to_stdout: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCHEMAGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let writer = tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
+        if to_stdout {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::io::stderr())
+        }
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if format == "json" {
         builder.json().init();
     } else {
