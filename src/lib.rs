@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod certs;
 pub mod cli_check;
 pub mod cli_admin;

@@ -178,9 +178,8 @@ async fn start_upstream(
     client_tls: bool,
 ) -> Result<Upstream, upstream::SetupError> {
     let connect_started = std::time::Instant::now();
-    let server = upstream::connect(shared).await?;
+    let (server, upstream_tls) = upstream::connect(shared).await?;
     shared.metrics.upstream_connected(connect_started.elapsed());
-    let upstream_tls = shared.config().upstream.tls.mode != crate::config::UpstreamTlsMode::Disable;
     let (server_read, mut server_writer) = tokio::io::split(server);
     let mut server_reader = FrameReader::new(server_read, upstream::MAX_SERVER_MESSAGE_BYTES);
     let startup = crate::protocol::startup::encode_startup(&params.upstream);

@@ -1,5 +1,18 @@
 //! The server side of startup: connect (with TLS when configured), send the
-//! StartupMessage, and relay authentication unchanged between the two legs.
+//! StartupMessage, and authenticate.
+//!
+//! Authentication is relayed unchanged between the two legs, except in one
+//! case. When both legs use TLS and the server requests SASL, the proxy
+//! requests the client's password with AuthenticationCleartextPassword
+//! (the client leg is encrypted) and runs SCRAM with the server itself:
+//! SCRAM-SHA-256-PLUS bound to the server certificate (`tls-server-end-point`)
+//! when the server offers it, else SCRAM-SHA-256 with the gs2 flag `n`. A
+//! relayed exchange cannot work there, because a client that sees TLS but no
+//! PLUS offer sends the gs2 flag `y`, which a TLS server must reject as a
+//! downgrade, and the flag is covered by the client proof. The client sees
+//! the server's AuthenticationOk or ErrorResponse, so a wrong password still
+//! ends with the server's 28P01. A client that insists on channel binding
+//! (libpq's `channel_binding=require`) refuses the cleartext request.
 
 use std::sync::Arc;
 
@@ -9,6 +22,9 @@ use tokio::net::TcpStream;
 
 use super::io::{BoxedIo, IoReader, IoWriter};
 use super::Shared;
+use crate::auth::messages::{self as auth_messages, SASL, SASL_CONTINUE, SASL_FINAL};
+use crate::auth::scram::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
+use crate::auth::{ChannelBinding, Password, ScramClient, ServerSignature};
 use crate::config::UpstreamTlsMode;
 use crate::protocol::backend::{self, ProxyError};
 use crate::protocol::frame::{Frame, FrameReader};
@@ -17,8 +33,18 @@ use crate::protocol::sqlstate;
 /// Largest password, SASLInitialResponse or SASLResponse accepted from a client.
 const MAX_AUTH_MESSAGE_BYTES: usize = 8 * 1024;
 
+/// TLS state of the upstream connection.
+#[derive(Debug, Clone)]
+pub enum UpstreamTls {
+    Disabled,
+    /// `end_point_hash` is the `tls-server-end-point` channel binding data of
+    /// the server certificate, or `None` when no hash is defined for its
+    /// signature algorithm.
+    Enabled { end_point_hash: Option<Vec<u8>> },
+}
+
 /// Opens the upstream connection, negotiating TLS per `upstream.tls.mode`.
-pub async fn connect(shared: &Arc<Shared>) -> Result<BoxedIo, ProxyError> {
+pub async fn connect(shared: &Arc<Shared>) -> Result<(BoxedIo, UpstreamTls), ProxyError> {
     let config = shared.config();
     let address = config.upstream.address.clone();
     let unavailable = |detail: String| {
@@ -34,7 +60,7 @@ pub async fn connect(shared: &Arc<Shared>) -> Result<BoxedIo, ProxyError> {
     };
     let _ = tcp.set_nodelay(true);
     if config.upstream.tls.mode == UpstreamTlsMode::Disable {
-        return Ok(Box::new(tcp));
+        return Ok((Box::new(tcp), UpstreamTls::Disabled));
     }
 
     tcp.write_all(&crate::protocol::startup::encode_ssl_request()).await.map_err(|e| unavailable(e.to_string()))?;
@@ -45,7 +71,20 @@ pub async fn connect(shared: &Arc<Shared>) -> Result<BoxedIo, ProxyError> {
     let connector = shared.upstream_tls().ok_or_else(|| unavailable("upstream TLS is not configured".to_string()))?;
     let server_name = crate::tls::server_name(&config.upstream).map_err(|e| unavailable(e.to_string()))?;
     let tls = connector.connect(server_name, tcp).await.map_err(|e| unavailable(format!("TLS handshake failed: {e}")))?;
-    Ok(Box::new(tls))
+    let end_point_hash = end_point_hash(tls.get_ref().1);
+    Ok((Box::new(tls), UpstreamTls::Enabled { end_point_hash }))
+}
+
+/// Computes the channel binding data of the server's leaf certificate.
+fn end_point_hash(connection: &rustls::ClientConnection) -> Option<Vec<u8>> {
+    let leaf = connection.peer_certificates()?.first()?;
+    match crate::auth::tls_server_end_point(leaf.as_ref()) {
+        Ok(hash) => Some(hash),
+        Err(error) => {
+            tracing::debug!(%error, "no channel binding data for the upstream certificate");
+            None
+        }
+    }
 }
 
 /// Why session setup failed.
@@ -68,37 +107,151 @@ pub struct Legs<'a> {
     pub server_reader: &'a mut FrameReader<IoReader>,
     pub server_writer: &'a mut IoWriter,
     pub client_tls: bool,
-    pub upstream_tls: bool,
+    pub upstream_tls: UpstreamTls,
 }
 
-/// Relays the authentication exchange, then the server's ParameterStatus and
-/// BackendKeyData, up to the first ReadyForQuery.
-pub async fn authenticate(legs: Legs<'_>, client_key: impl FnOnce(i32, Vec<u8>) -> (i32, i32)) -> Result<(), SetupError> {
-    let Legs { client_reader, client_writer, server_reader, server_writer, client_tls, upstream_tls } = legs;
+impl Legs<'_> {
+    /// True when the proxy runs SCRAM itself for this request: both legs
+    /// use TLS and the server requests SASL.
+    fn authenticates_on_behalf(&self, code: i32) -> bool {
+        code == SASL && self.client_tls && matches!(self.upstream_tls, UpstreamTls::Enabled { .. })
+    }
+}
+
+/// Authenticates the client to the server, then relays the server's
+/// ParameterStatus and BackendKeyData up to the first ReadyForQuery.
+pub async fn authenticate(mut legs: Legs<'_>, client_key: impl FnOnce(i32, Vec<u8>) -> (i32, i32)) -> Result<(), SetupError> {
+    let mut completed_on_behalf = false;
     loop {
-        let frame = next_server_frame(server_reader).await?;
+        let frame = next_server_frame(legs.server_reader).await?;
         match frame.tag {
             b'R' => {
                 let code = backend::authentication_code(frame.body()).ok_or_else(|| bad_server("short Authentication message"))?;
                 if code == 0 {
-                    write(client_writer, &frame.bytes).await?;
+                    write(legs.client_writer, &frame.bytes).await?;
                     break;
                 }
-                let forwarded = authentication_request(code, &frame, client_tls)?;
-                write(client_writer, &forwarded).await?;
-                if code != 12 {
-                    relay_client_response(client_reader, server_writer, code, upstream_tls).await?;
+                if completed_on_behalf {
+                    return Err(bad_server(&format!("authentication request {code} after a completed SCRAM exchange")).into());
                 }
+                if legs.authenticates_on_behalf(code) {
+                    authenticate_on_behalf(&mut legs, &frame.body()[4..]).await?;
+                    completed_on_behalf = true;
+                    continue;
+                }
+                relay_request(&mut legs, code, &frame).await?;
             }
             b'E' => {
-                write(client_writer, &frame.bytes).await?;
+                write(legs.client_writer, &frame.bytes).await?;
                 return Err(SetupError::Relayed("the server rejected the login".into()));
             }
-            b'N' | b'v' => write(client_writer, &frame.bytes).await?,
+            b'N' | b'v' => write(legs.client_writer, &frame.bytes).await?,
             other => return Err(bad_server(&format!("unexpected message type {:?} during authentication", other as char)).into()),
         }
     }
-    after_authentication(client_writer, server_reader, client_key).await
+    after_authentication(legs.client_writer, legs.server_reader, client_key).await
+}
+
+/// Forwards one Authentication request to the client and the client's response to the server.
+async fn relay_request(legs: &mut Legs<'_>, code: i32, frame: &Frame) -> Result<(), ProxyError> {
+    let forwarded = authentication_request(code, frame, legs.client_tls)?;
+    write(legs.client_writer, &forwarded).await?;
+    if code == SASL_FINAL {
+        return Ok(());
+    }
+    let upstream_tls = matches!(legs.upstream_tls, UpstreamTls::Enabled { .. });
+    relay_client_response(legs.client_reader, legs.server_writer, code, upstream_tls).await
+}
+
+/// Logs in to the server with SCRAM, using the password the client sends in
+/// response to AuthenticationCleartextPassword. `mechanisms` is the
+/// AuthenticationSASL payload after the request code.
+async fn authenticate_on_behalf(legs: &mut Legs<'_>, mechanisms: &[u8]) -> Result<(), SetupError> {
+    let channel_binding = choose_channel_binding(mechanisms, &legs.upstream_tls)?;
+    write(legs.client_writer, &auth_messages::authentication_cleartext_password()).await?;
+    let password = read_password(legs.client_reader).await?;
+
+    let client = ScramClient::new(password, channel_binding);
+    tracing::debug!(mechanism = client.mechanism(), "authenticating to the upstream server on the client's behalf");
+    let initial = auth_messages::sasl_initial_response(client.mechanism(), client.client_first_message().as_bytes());
+    send_to_server(legs.server_writer, &initial).await?;
+
+    let server_first = next_sasl_message(legs, SASL_CONTINUE).await?;
+    let (client_final, server_signature) = derive_client_final(client, server_first).await?;
+    send_to_server(legs.server_writer, &auth_messages::sasl_response(client_final.as_bytes())).await?;
+
+    let server_final = next_sasl_message(legs, SASL_FINAL).await?;
+    server_signature.verify(&server_final).map_err(scram_failed)?;
+    Ok(())
+}
+
+/// Picks SCRAM-SHA-256-PLUS when the server offers it and the certificate
+/// hash is known, else SCRAM-SHA-256 with the gs2 flag `n`.
+fn choose_channel_binding(mechanisms: &[u8], upstream_tls: &UpstreamTls) -> Result<ChannelBinding, ProxyError> {
+    let offered = auth_messages::sasl_mechanisms(mechanisms);
+    let offers = |name: &str| offered.contains(&name.as_bytes());
+
+    if let UpstreamTls::Enabled { end_point_hash: Some(hash) } = upstream_tls {
+        if offers(SCRAM_SHA_256_PLUS) {
+            return Ok(ChannelBinding::TlsServerEndPoint(hash.clone()));
+        }
+    }
+    if offers(SCRAM_SHA_256) {
+        return Ok(ChannelBinding::Unsupported);
+    }
+    Err(ProxyError::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        "the upstream server offers no SASL mechanism schemagate supports (SCRAM-SHA-256, or SCRAM-SHA-256-PLUS with a certificate signed with RSA or ECDSA)",
+    ))
+}
+
+/// Reads the client's PasswordMessage.
+async fn read_password(client_reader: &mut FrameReader<IoReader>) -> Result<Password, ProxyError> {
+    let frame = next_password_message(client_reader).await?;
+    Password::from_message_body(frame.body())
+        .map_err(|e| ProxyError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid password message: {e}")))
+}
+
+/// Reads the server's SASL message with request `code` and returns its
+/// data. NoticeResponse goes to the client, and so does an ErrorResponse,
+/// which ends the login.
+async fn next_sasl_message(legs: &mut Legs<'_>, code: i32) -> Result<Vec<u8>, SetupError> {
+    loop {
+        let frame = next_server_frame(legs.server_reader).await?;
+        match frame.tag {
+            b'R' if backend::authentication_code(frame.body()) == Some(code) => return Ok(frame.body()[4..].to_vec()),
+            b'E' => {
+                write(legs.client_writer, &frame.bytes).await?;
+                return Err(SetupError::Relayed("the server rejected the login".into()));
+            }
+            b'N' => write(legs.client_writer, &frame.bytes).await?,
+            other => {
+                let detail = format!("expected authentication request {code}, got message type {:?}", other as char);
+                return Err(bad_server(&detail).into());
+            }
+        }
+    }
+}
+
+/// Runs the PBKDF2 key derivation on a blocking thread, because a server
+/// may ask for up to `MAX_ITERATIONS` rounds.
+async fn derive_client_final(client: ScramClient, server_first: Vec<u8>) -> Result<(String, ServerSignature), ProxyError> {
+    match tokio::task::spawn_blocking(move || client.handle_server_first(&server_first)).await {
+        Ok(result) => result.map_err(scram_failed),
+        Err(error) => {
+            tracing::error!(%error, "SCRAM key derivation task failed");
+            Err(ProxyError::fatal(sqlstate::INVALID_AUTHORIZATION, "SCRAM authentication with the upstream server failed"))
+        }
+    }
+}
+
+fn scram_failed(error: crate::auth::ScramError) -> ProxyError {
+    tracing::warn!(%error, "SCRAM authentication with the upstream server failed");
+    ProxyError::fatal(sqlstate::INVALID_AUTHORIZATION, format!("SCRAM authentication with the upstream server failed: {error}"))
+}
+
+async fn send_to_server(server_writer: &mut IoWriter, bytes: &[u8]) -> Result<(), ProxyError> {
+    server_writer.write_all(bytes).await.map_err(|e| upstream_lost(&e.to_string()))
 }
 
 /// Checks one Authentication request and returns the bytes to forward.
@@ -135,6 +288,16 @@ async fn relay_client_response(
     code: i32,
     upstream_tls: bool,
 ) -> Result<(), ProxyError> {
+    let frame = next_password_message(client_reader).await?;
+    if code == SASL {
+        check_sasl_initial_response(frame.body(), upstream_tls)?;
+    }
+    send_to_server(server_writer, &frame.bytes).await
+}
+
+/// Reads a PasswordMessage, SASLInitialResponse or SASLResponse (all type `p`)
+/// of at most `MAX_AUTH_MESSAGE_BYTES`.
+async fn next_password_message(client_reader: &mut FrameReader<IoReader>) -> Result<Frame, ProxyError> {
     client_reader.set_limit(MAX_AUTH_MESSAGE_BYTES);
     let frame = client_reader
         .next_frame()
@@ -147,17 +310,16 @@ async fn relay_client_response(
             format!("expected a password response, got message type {:?}", frame.tag as char),
         ));
     }
-    if code == 10 {
-        check_sasl_initial_response(frame.body(), upstream_tls)?;
-    }
-    server_writer.write_all(&frame.bytes).await.map_err(|e| upstream_lost(&e.to_string()))
+    Ok(frame)
 }
 
 /// Rejects SCRAM gs2 headers that cannot work through the proxy.
 ///
-/// `p=` asks for channel binding, which was never offered to the client. A
+/// `p=` requests channel binding, which was never offered to the client. A
 /// `y` flag tells a TLS server that the client saw no PLUS offer, and the
-/// server then fails the login as a possible downgrade attack.
+/// server then fails the login as a possible downgrade attack. The relay
+/// meets that flag only when the client leg is plaintext, because with TLS
+/// on both legs the proxy runs SCRAM itself.
 fn check_sasl_initial_response(body: &[u8], upstream_tls: bool) -> Result<(), ProxyError> {
     let mechanism_end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
     let rest = body.get(mechanism_end + 1..).unwrap_or_default();
@@ -173,7 +335,7 @@ fn check_sasl_initial_response(body: &[u8], upstream_tls: bool) -> Result<(), Pr
         Some(b'p') => Err(ProxyError::fatal(sqlstate::INVALID_AUTHORIZATION, "SCRAM channel binding was not offered by schemagate")),
         Some(b'y') if upstream_tls => Err(ProxyError::fatal(
             sqlstate::INVALID_AUTHORIZATION,
-            "SCRAM channel binding cannot pass through schemagate when both legs use TLS: connect with channel_binding=disable",
+            "the SCRAM gs2 flag y cannot pass through schemagate to a TLS upstream server: connect over TLS or with channel_binding=disable",
         )),
         _ => Ok(()),
     }
@@ -251,3 +413,43 @@ pub fn upstream_lost(detail: &str) -> ProxyError {
 /// Upper bound on an upstream frame: Postgres never sends a message past 1 GiB.
 pub const MAX_SERVER_MESSAGE_BYTES: usize = 1 << 30;
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLUS_AND_PLAIN: &[u8] = b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0";
+
+    fn tls_with_hash() -> UpstreamTls {
+        UpstreamTls::Enabled { end_point_hash: Some(vec![7; 32]) }
+    }
+
+    #[test]
+    fn plus_chosen_when_offered_and_hash_known() {
+        let binding = choose_channel_binding(PLUS_AND_PLAIN, &tls_with_hash()).expect("a mechanism");
+        assert!(matches!(binding, ChannelBinding::TlsServerEndPoint(hash) if hash == vec![7; 32]));
+    }
+
+    #[test]
+    fn plain_scram_without_certificate_hash() {
+        let upstream = UpstreamTls::Enabled { end_point_hash: None };
+        let binding = choose_channel_binding(PLUS_AND_PLAIN, &upstream).expect("a mechanism");
+        assert!(matches!(binding, ChannelBinding::Unsupported));
+    }
+
+    #[test]
+    fn plain_scram_when_plus_not_offered() {
+        let binding = choose_channel_binding(b"SCRAM-SHA-256\0\0", &tls_with_hash()).expect("a mechanism");
+        assert!(matches!(binding, ChannelBinding::Unsupported));
+    }
+
+    #[test]
+    fn unknown_mechanisms_rejected() {
+        let error = choose_channel_binding(b"OAUTHBEARER\0\0", &tls_with_hash()).expect_err("no mechanism");
+        assert_eq!(error.sqlstate, sqlstate::INVALID_AUTHORIZATION);
+
+        let upstream = UpstreamTls::Enabled { end_point_hash: None };
+        let error = choose_channel_binding(b"SCRAM-SHA-256-PLUS\0\0", &upstream).expect_err("no hash for PLUS");
+        assert_eq!(error.sqlstate, sqlstate::INVALID_AUTHORIZATION);
+    }
+}

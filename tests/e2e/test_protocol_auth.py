@@ -2,8 +2,10 @@
 and malformed SASL messages."""
 
 import asyncio
+import os
 import ssl
 import struct
+import subprocess
 
 import asyncpg
 import psycopg2
@@ -17,14 +19,18 @@ from harness import (
 CHANNEL_BINDING_FAILURES = ("SCRAM channel binding check failed", "SCRAM channel binding negotiation error")
 
 
-@pytest.fixture
-def tls_proxy(make_proxy, cluster, tmp_path):
-    """A proxy that requires TLS from clients and verifies the server's certificate."""
+def start_tls_proxy(make_proxy, cluster, tmp_path):
     certs = generate_certs(tmp_path / "proxy-certs")
     return make_proxy(
         listen={"tls": {"mode": "require", "cert": str(certs["cert"]), "key": str(certs["key"])}},
         upstream={"tls": {"mode": "verify-full", "ca": str(cluster.ca_path), "server_name": "localhost"}},
     )
+
+
+@pytest.fixture
+def tls_proxy(make_proxy, cluster, tmp_path):
+    """A proxy that requires TLS from clients and verifies the server's certificate."""
+    return start_tls_proxy(make_proxy, cluster, tmp_path)
 
 
 def ssl_on_both_legs(dsn):
@@ -58,18 +64,62 @@ def test_channel_binding_prefer_with_plaintext_upstream(client_tls_proxy):
     assert server_leg is False
 
 
-def test_channel_binding_prefer_both_legs_explained(cluster, tls_proxy):
-    # libpq answers a TLS connection without a PLUS offer with the gs2 flag "y",
-    # and a TLS server must then fail the login as a downgrade. The flag is
-    # covered by the client's proof, so a relaying proxy cannot change it: the
-    # proxy stops the login itself and says what to do.
+def test_channel_binding_prefer_both_legs(cluster, tls_proxy):
+    # libpq's default channel_binding=prefer: the proxy requests the password
+    # and runs SCRAM with the server itself, so the server never sees the gs2
+    # flag "y" that a relayed exchange would carry.
     mark = cluster.log_mark()
-    with pytest.raises(psycopg2.OperationalError) as err:
-        psycopg2.connect(tls_proxy.dsn(sslmode="require", channel_binding="prefer"))
-    assert "channel_binding=disable" in str(err.value)
+    dsn = tls_proxy.dsn(sslmode="require", channel_binding="prefer")
+    assert ssl_on_both_legs(dsn) == (True, True)
+
+    server_log = cluster.log_since(mark)
+    assert "connection authorized: user=app" in server_log
+    for failure in CHANNEL_BINDING_FAILURES:
+        assert failure not in server_log
+
+
+def test_login_on_behalf_uses_channel_binding(cluster, make_proxy, tmp_path, monkeypatch):
+    # The server offers SCRAM-SHA-256-PLUS over TLS and its certificate is
+    # signed with ECDSA-SHA256, so the proxy binds the login to it.
+    monkeypatch.setenv("SCHEMAGATE_LOG", "schemagate=debug")
+    proxy = start_tls_proxy(make_proxy, cluster, tmp_path)
+    mark = cluster.log_mark()
+    assert ssl_on_both_legs(proxy.dsn(sslmode="require")) == (True, True)
+
+    proxy_log = proxy.log_tail(100_000)
+    assert "on the client's behalf" in proxy_log
+    assert "SCRAM-SHA-256-PLUS" in proxy_log
+    assert "app-pw" not in proxy_log
     server_log = cluster.log_since(mark)
     for failure in CHANNEL_BINDING_FAILURES:
         assert failure not in server_log
+
+
+def test_wrong_password_gets_server_error(cluster, tls_proxy):
+    mark = cluster.log_mark()
+    with pytest.raises(psycopg2.OperationalError) as err:
+        psycopg2.connect(tls_proxy.dsn(password="wrong-pw", sslmode="require"))
+    assert 'password authentication failed for user "app"' in str(err.value)
+
+    with RawClient.connect(tls_proxy.host, tls_proxy.port) as client:
+        assert client.start_tls() == b"S"
+        client.startup("app", "app")
+        with pytest.raises(ServerError) as raw_err:
+            client.auth_password("wrong-pw")
+        assert raw_err.value.sqlstate == "28P01"
+
+    server_log = cluster.log_since(mark)
+    assert 'password authentication failed for user "app"' in server_log
+    assert "connection authorized: user=app" not in server_log
+
+
+def test_psql_over_tls_both_legs(tls_proxy):
+    env = {**os.environ, "PGPASSWORD": "app-pw", "PGCONNECT_TIMEOUT": "10"}
+    dsn = f"host={tls_proxy.host} port={tls_proxy.port} user=app dbname=app sslmode=require"
+    sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    result = subprocess.run(["psql", dsn, "-XAtc", sql], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "t"
 
 
 def test_channel_binding_require_fails_in_libpq(cluster, tls_proxy):
@@ -107,18 +157,60 @@ def test_gs2_flag_y_accepted_with_plaintext_upstream(client_tls_proxy):
         assert rows(client.simple("SELECT 1")) == [[b"1"]]
 
 
-def test_gs2_flag_y_rejected_by_proxy_with_tls_upstream(cluster, tls_proxy):
+def first_authentication_request(client, user="app", database="app"):
+    """Start TLS and the session on `client`; return the first Authentication request code."""
+    assert client.start_tls() == b"S"
+    client.startup(user, database)
+    type_byte, body = client.read_message()
+    assert type_byte == b"R"
+    return struct.unpack_from("!i", body)[0]
+
+
+def test_both_tls_requests_cleartext_password(cluster, tls_proxy):
     mark = cluster.log_mark()
-    with RawClient.connect(tls_proxy.host, tls_proxy.port) as client:
-        assert client.start_tls() == b"S"
-        client.startup("app", "app")
-        with pytest.raises(ServerError) as err:
-            client.auth_password("app-pw", gs2_header="y,,")
-        assert "SCRAM-SHA-256-PLUS" not in client.sasl_mechanisms
-        assert err.value.sqlstate == "28000"
+    with tls_proxy.raw() as client:
+        assert first_authentication_request(client) == 3
+
+        client.send(message(b"p", b"app-pw\0"))
+        client.auth_password("app-pw")
+        assert rows(client.simple("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")) == [[b"t"]]
+
     server_log = cluster.log_since(mark)
     for failure in CHANNEL_BINDING_FAILURES:
         assert failure not in server_log
+
+
+@pytest.mark.parametrize("name,payload", [
+    ("unterminated", b"app-pw"),
+    ("embedded_nul", b"app\0pw\0"),
+    ("sasl_initial_response", b"SCRAM-SHA-256\0" + struct.pack("!i", 4) + b"n,,,"),
+])
+def test_both_tls_malformed_password_rejected(cluster, tls_proxy, name, payload):
+    mark = cluster.log_mark()
+    with tls_proxy.raw() as client:
+        assert first_authentication_request(client) == 3
+        client.send(message(b"p", payload))
+        messages = client.read_until_closed()
+        assert sqlstates(messages) == ["08P01"]
+    assert "connection authorized: user=app" not in cluster.log_since(mark)
+
+
+def test_both_tls_oversize_password_rejected(cluster, tls_proxy):
+    # The proxy accepts passwords of up to 8 KiB. Closing a connection with
+    # unread bytes may send a reset, which can swallow the error.
+    mark = cluster.log_mark()
+    with tls_proxy.raw() as client:
+        assert first_authentication_request(client) == 3
+        client.send(message(b"p", b"x" * 9000 + b"\0"))
+        messages = client.read_until_closed()
+        assert sqlstates(messages) in (["08P01"], [])
+        assert b"R" not in [t for t, _ in messages]
+    assert "connection authorized: user=app" not in cluster.log_since(mark)
+
+
+def test_both_tls_md5_request_relayed(tls_proxy):
+    with tls_proxy.raw() as client:
+        assert first_authentication_request(client, user="md5user", database="postgres") == 5
 
 
 def test_md5_user_through_proxy(proxy):
