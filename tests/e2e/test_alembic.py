@@ -299,6 +299,7 @@ def test_enum_do_block_twice(gateway, oracle, tmp_path):
     assert column_exists(oracle, "gadgets", "kind")
 
 
+@pytest.mark.usefixtures("fresh_app")
 def test_enum_do_block_denied_to_app(gateway, oracle):
     gateway.open_window(reason="enum")
 
