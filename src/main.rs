@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use schemagate::cli_admin::{self, SessionArgs, WindowArgs};
 use schemagate::server::app::StartError;
+use schemagate::server::tunnel::{self, TunnelArgs};
 
 /// Version line: crate version, git commit, and the parser's grammar.
 const VERSION: &str = concat!(
@@ -40,6 +41,8 @@ enum Command {
         #[arg(long, default_value = "rules.yaml")]
         config: PathBuf,
     },
+    /// Run a local tunnel: listen on loopback, reach a remote database over verified TLS.
+    Tunnel(TunnelArgs),
     /// Validate a configuration file and print the effective policy.
     Check {
         /// Configuration file.
@@ -82,7 +85,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The proxy logs to stdout: libpg_query briefly redirects the process's
     // stderr while it parses, so lines written to stderr then would be lost.
-    let log_to_stdout = matches!(cli.command, Command::Serve { .. });
+    let log_to_stdout = matches!(cli.command, Command::Serve { .. } | Command::Tunnel(_));
     init_tracing(&cli.log_format, log_to_stdout);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Tunnel(args) => runtime.block_on(tunnel(args)),
         Command::Window(args) => exit_code(runtime.block_on(cli_admin::run_window(args.command, &args.admin))),
         Command::Session(args) => exit_code(runtime.block_on(cli_admin::run_session(args.command, &args.admin))),
         Command::Audit { command: AuditCommand::Verify { files } } => exit_code(verify_audit(files)),
@@ -128,8 +132,26 @@ fn init_tracing(format: &str, to_stdout: bool) {
     }
 }
 
+async fn tunnel(args: TunnelArgs) -> ExitCode {
+    let (config, rules) = match tunnel::tunnel_config(&args) {
+        Ok(built) => built,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    tunnel::print_instructions(&config, rules.as_deref());
+    started(schemagate::server::app::serve_config(config, rules).await)
+}
+
 async fn serve(config_path: PathBuf) -> ExitCode {
-    match schemagate::server::app::serve(config_path).await {
+    started(schemagate::server::app::serve(config_path).await)
+}
+
+fn started(result: Result<(), StartError>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(errors)) => {
             for error in errors {

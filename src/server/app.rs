@@ -28,9 +28,14 @@ pub enum StartError {
 /// Interval between readiness probes of the upstream server.
 const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Runs the proxy until SIGTERM or SIGINT.
+/// Runs the proxy with the configuration file at `config_path` until SIGTERM or SIGINT.
 pub async fn serve(config_path: PathBuf) -> Result<(), StartError> {
     let config = config::load(&config_path).map_err(|e| StartError::Config(e.messages()))?;
+    serve_config(config, Some(config_path)).await
+}
+
+/// Runs the proxy with `config`; SIGHUP reloads from `reload_path` when there is one.
+pub async fn serve_config(config: Config, reload_path: Option<PathBuf>) -> Result<(), StartError> {
     let audit = AuditLog::open(&config.audit).map_err(|e| StartError::Config(vec![format!("audit.path: {e}")]))?;
     let metrics = Arc::new(Metrics::new());
     let windows = WindowManager::with_events(&config, window_event_sink(audit.clone(), metrics.clone()))
@@ -58,7 +63,7 @@ pub async fn serve(config_path: PathBuf) -> Result<(), StartError> {
     let state = admin_state(&shared, token, ready);
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(state), admin_stop.clone()));
-    tokio::spawn(handle_signals(shared.clone(), config_path, stop.clone()));
+    tokio::spawn(handle_signals(shared.clone(), reload_path, stop.clone()));
 
     super::run(shared, listener, stop).await;
     admin_stop.cancel();
@@ -157,7 +162,7 @@ fn audit_admin_event(audit: &AuditLog, event: AdminEvent) {
     }
 }
 
-async fn handle_signals(shared: Arc<Shared>, config_path: PathBuf, stop: CancellationToken) {
+async fn handle_signals(shared: Arc<Shared>, reload_path: Option<PathBuf>, stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()));
     let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = signals else {
@@ -169,7 +174,10 @@ async fn handle_signals(shared: Arc<Shared>, config_path: PathBuf, stop: Cancell
             _ = terminate.recv() => tracing::info!("SIGTERM received; draining sessions"),
             _ = interrupt.recv() => tracing::info!("SIGINT received; draining sessions"),
             _ = hangup.recv() => {
-                reload(&shared, &config_path);
+                match &reload_path {
+                    Some(path) => reload(&shared, path),
+                    None => tracing::warn!("SIGHUP ignored: this proxy was started without a configuration file"),
+                }
                 continue;
             }
         }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cancel;
 pub mod registry;
+pub mod tunnel;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
