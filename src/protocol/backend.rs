@@ -80,7 +80,7 @@ pub fn negotiate_protocol_version(unsupported_options: Vec<String>, out: &mut By
 }
 
 fn encode_message<M: Message>(message: &M, out: &mut BytesMut) {
-    // Encoding into a BytesMut only fails for lengths past i32, which these small messages never reach.
+    // pgwire fails only for bodies past i32::MAX bytes; these messages carry a few short strings.
     if let Err(error) = message.encode(out) {
         tracing::error!(%error, "failed to encode a backend message");
     }
@@ -101,7 +101,7 @@ pub fn error_fields(body: &[u8]) -> Vec<(u8, &[u8])> {
     fields
 }
 
-/// The SQLSTATE of an ErrorResponse body, if present.
+/// Returns the SQLSTATE of an ErrorResponse body, if present.
 pub fn error_sqlstate(body: &[u8]) -> Option<&[u8]> {
     error_fields(body).into_iter().find(|(code, _)| *code == b'C').map(|(_, value)| value)
 }
@@ -126,7 +126,7 @@ pub fn authentication_code(body: &[u8]) -> Option<i32> {
 
 /// Rebuilds an AuthenticationSASL body without `SCRAM-SHA-256-PLUS`.
 ///
-/// Channel binding ties SCRAM to the TLS connection the client sees. When the
+/// Channel binding ties SCRAM to the client's own TLS connection. When the
 /// proxy terminates that TLS, the server's binding data can never match, so
 /// offering PLUS would only make clients fail.
 pub fn strip_scram_plus(body: &[u8]) -> (BytesMut, usize) {

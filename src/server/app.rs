@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::session::Shared;
 use crate::window::{WindowEvent, WindowManager};
 
-/// Why `serve` could not start; the caller maps it to an exit code.
+/// Startup failure of `serve`, mapped to an exit code by the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{}", .0.join("\n"))]

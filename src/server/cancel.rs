@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 
 use crate::protocol::startup::encode_cancel;
 
-/// Where a client's CancelRequest goes.
+/// Upstream destination of a client's CancelRequest.
 #[derive(Clone)]
 pub struct CancelTarget {
     pub upstream_address: String,

@@ -74,7 +74,7 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// The current time in RFC 3339 with seconds.
+/// Formats the current UTC time as RFC 3339 with seconds.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -6,7 +6,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-/// What the admin API shows about one session.
+/// One session as the admin API lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
     pub id: u64,

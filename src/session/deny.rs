@@ -38,14 +38,14 @@ impl Substitutions {
         format!("{}{number}", self.marker)
     }
 
-    /// A Query message in place of a denied Query or FunctionCall.
+    /// Builds a Query message to send in place of a denied Query or FunctionCall.
     pub fn query(&mut self, error: ProxyError) -> BytesMut {
         let mut body = self.register(error).into_bytes();
         body.push(0);
         frame(b'Q', &body)
     }
 
-    /// A Parse message in place of a denied Parse (same name) or Bind (a reserved name).
+    /// Builds a Parse message to send in place of a denied Parse (same name) or Bind (a reserved name).
     pub fn parse(&mut self, statement_name: &[u8], error: ProxyError) -> BytesMut {
         let text = self.register(error);
         let mut body = Vec::with_capacity(statement_name.len() + text.len() + 4);
@@ -57,7 +57,7 @@ impl Substitutions {
         frame(b'P', &body)
     }
 
-    /// The proxy's error for a server ErrorResponse caused by a substitution, if it is one.
+    /// Returns the proxy's error for a server ErrorResponse caused by a substitution, if it is one.
     pub fn take_for(&mut self, error_body: &[u8]) -> Option<ProxyError> {
         let fields = error_fields(error_body);
         let sqlstate = fields.iter().find(|(code, _)| *code == b'C').map(|(_, v)| *v)?;

@@ -18,7 +18,7 @@ use crate::protocol::frame::Frame;
 use crate::protocol::{frontend, sqlstate};
 use crate::window::SessionIdentity;
 
-/// Statement name of the Parse that stands in for a denied Bind; it never gets created.
+/// Statement name of the Parse sent in place of a denied Bind. The server never creates it, because its text fails to parse.
 const DENIED_BIND_STATEMENT: &[u8] = b"schemagate_denied_bind";
 
 /// Analyses kept for protocol-level prepared statements, across all names.

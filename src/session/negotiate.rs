@@ -34,7 +34,7 @@ pub struct ClientHello {
     pub params: Vec<(String, String)>,
 }
 
-/// Why startup ended early; `error` is sent to the client when a stream is left.
+/// Early end of startup; `error` is sent to the client when a stream is left.
 pub struct Rejection {
     pub error: Option<ProxyError>,
     pub stream: Option<BoxedIo>,
@@ -157,8 +157,8 @@ async fn starts_with_tls_record(tcp: &TcpStream) -> bool {
     matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_RECORD)
 }
 
-/// True when bytes arrived together with an encryption request: they were
-/// sent before the client knew the answer, so they are not protected by TLS.
+/// Returns true when bytes arrived together with an encryption request. The
+/// client sent them before it received the response, so TLS does not protect them.
 fn has_pipelined_bytes(tcp: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(tcp.try_read(&mut probe), Ok(n) if n > 0)

@@ -1,8 +1,8 @@
 //! Validation of client startup parameters.
 //!
 //! Only settings that cannot change how statements are parsed or who runs
-//! them may be set at startup; everything else is rejected before the server
-//! sees it.
+//! them may be set at startup; everything else is rejected before it reaches
+//! the server.
 
 use crate::protocol::backend::ProxyError;
 use crate::protocol::sqlstate;

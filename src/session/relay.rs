@@ -1,6 +1,6 @@
-//! The relay loop after startup: client messages are inspected and
-//! forwarded or substituted; server messages are forwarded in batches,
-//! with ParameterStatus checked and substituted errors rewritten.
+//! The relay loop after startup. Client messages are inspected, then
+//! forwarded or substituted. Server messages are forwarded in batches, with
+//! ParameterStatus checked and substituted errors rewritten.
 
 use parking_lot::Mutex;
 
@@ -18,7 +18,7 @@ use crate::protocol::{frontend, sqlstate};
 /// Bytes gathered before a write, so small messages go out together.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
-/// How the relay ended.
+/// Reason the relay ended.
 pub enum End {
     ClientClosed,
     ServerClosed,

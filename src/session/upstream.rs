@@ -87,7 +87,7 @@ fn end_point_hash(connection: &rustls::ClientConnection) -> Option<Vec<u8>> {
     }
 }
 
-/// Why session setup failed.
+/// Session setup failure.
 pub enum SetupError {
     /// The server's own ErrorResponse already reached the client.
     Relayed(String),
