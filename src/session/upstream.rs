@@ -316,7 +316,7 @@ async fn next_password_message(client_reader: &mut FrameReader<IoReader>) -> Res
 /// Rejects SCRAM gs2 headers that cannot work through the proxy.
 ///
 /// `p=` requests channel binding, which was never offered to the client. A
-/// `y` flag tells a TLS server that the client saw no PLUS offer, and the
+/// `y` flag informs a TLS server that the client received no PLUS offer, and the
 /// server then fails the login as a possible downgrade attack. The relay
 /// meets that flag only when the client leg is plaintext, because with TLS
 /// on both legs the proxy runs SCRAM itself.
