@@ -27,7 +27,9 @@ type CacheEntry = Result<Arc<Analysis>, AnalyzeError>;
 /// Parses SQL text into `Analysis`, with a bounded LRU cache. `Send + Sync`;
 /// share one per process.
 pub struct Analyzer {
-    cache: Option<parking_lot::Mutex<LruCache<(String, ParseOptions), CacheEntry>>>,
+    /// One cache per `standard_conforming_strings` value, keyed by text, so a
+    /// lookup borrows the text instead of allocating a key.
+    cache: Option<[parking_lot::Mutex<LruCache<String, CacheEntry>>; 2]>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -36,7 +38,7 @@ impl Analyzer {
     /// Creates an analyzer whose cache keeps up to `capacity` texts (0 disables it).
     pub fn new(capacity: usize) -> Self {
         Analyzer {
-            cache: NonZeroUsize::new(capacity).map(|c| parking_lot::Mutex::new(LruCache::new(c))),
+            cache: NonZeroUsize::new(capacity).map(|c| [parking_lot::Mutex::new(LruCache::new(c)), parking_lot::Mutex::new(LruCache::new(c))]),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -47,8 +49,9 @@ impl Analyzer {
     /// with the parser's message.
     pub fn analyze(&self, sql: &str, opts: ParseOptions) -> Result<Arc<Analysis>, AnalyzeError> {
         let cacheable = sql.len() <= MAX_CACHED_TEXT_BYTES;
-        if let (Some(cache), true) = (&self.cache, cacheable) {
-            if let Some(entry) = cache.lock().get(&(sql.to_string(), opts)) {
+        let cache = self.cache.as_ref().filter(|_| cacheable).map(|caches| &caches[usize::from(opts.standard_conforming_strings)]);
+        if let Some(cache) = cache {
+            if let Some(entry) = cache.lock().get(sql) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return entry.clone();
             }
@@ -56,8 +59,8 @@ impl Analyzer {
         self.misses.fetch_add(1, Ordering::Relaxed);
 
         let entry = analyze_uncached(sql, opts).map(Arc::new);
-        if let (Some(cache), true) = (&self.cache, cacheable) {
-            cache.lock().put((sql.to_string(), opts), entry.clone());
+        if let Some(cache) = cache {
+            cache.lock().put(sql.to_string(), entry.clone());
         }
         entry
     }
@@ -69,7 +72,7 @@ impl Analyzer {
 
     /// Empties the cache (for example after a rules reload).
     pub fn clear_cache(&self) {
-        if let Some(cache) = &self.cache {
+        for cache in self.cache.iter().flatten() {
             cache.lock().clear();
         }
     }
@@ -85,7 +88,7 @@ fn analyze_uncached(sql: &str, opts: ParseOptions) -> Result<Analysis, AnalyzeEr
             statements.push(statement_facts(node, builder)?);
         }
     }
-    Ok(Analysis { statements })
+    Ok(Analysis { statements, text: sql.to_string() })
 }
 
 /// Parses `sql` in parse `mode` (0 for statements, 2 for a PL/pgSQL

@@ -38,6 +38,8 @@ impl Default for ParseOptions {
 #[derive(Debug, Clone, Default)]
 pub struct Analysis {
     pub statements: Vec<StatementFacts>,
+    /// The analyzed SQL text, for audit records.
+    pub text: String,
 }
 
 /// Why a SQL text could not be analyzed. The session denies such text.

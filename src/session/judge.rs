@@ -195,7 +195,7 @@ impl Judge {
             Ok(analysis) => analysis,
             Err(error) => {
                 let denial = analyze_error(error);
-                self.audit_denial("UNKNOWN", "parse", &denial, Some(text));
+                self.audit_denial("UNKNOWN", "parse", &denial, None);
                 return Verdict::Deny(denial);
             }
         };
@@ -240,7 +240,7 @@ impl Judge {
             }
             Decision::Deny(denial) => {
                 let error = denial_error(&denial);
-                self.audit_denial(&denial.command_tag, &denial.rule, &error, None);
+                self.audit_denial(&denial.command_tag, &denial.rule, &error, Some(analysis));
                 self.shared.metrics.statement(MetricDecision::Deny, &denial.command_tag);
                 self.shared.metrics.denial(&denial.rule);
                 Err(error)
@@ -259,6 +259,7 @@ impl Judge {
         record.decision = Some("allow");
         record.command_tag = Some(tag);
         record.window_id = self.shared.windows.bound_window(self.identity.session_id);
+        describe_statement(&mut record, analysis);
         let written = if uses_window { self.shared.audit.write_durable(record) } else { self.shared.audit.write(record) };
         if written.is_err() {
             self.shared.metrics.audit_failure();
@@ -279,13 +280,17 @@ impl Judge {
         }
     }
 
-    fn audit_denial(&self, tag: &str, rule: &str, error: &ProxyError, _text: Option<&str>) {
+    fn audit_denial(&self, tag: &str, rule: &str, error: &ProxyError, analysis: Option<&Analysis>) {
         tracing::info!(session = self.identity.session_id, command = tag, rule, "statement denied");
         let mut record = self.record("decision");
         record.decision = Some("deny");
         record.command_tag = Some(tag.to_string());
         record.rule = Some(rule.to_string());
         record.sqlstate = Some(error.sqlstate.to_string());
+        record.window_id = self.shared.windows.bound_window(self.identity.session_id);
+        if let Some(analysis) = analysis {
+            describe_statement(&mut record, analysis);
+        }
         if let Err(error) = self.shared.audit.write_durable(record) {
             self.shared.metrics.audit_failure();
             tracing::error!(session = self.identity.session_id, %error, "audit log write failed");
@@ -304,6 +309,14 @@ impl Judge {
             ..AuditRecord::default()
         }
     }
+}
+
+/// Adds the normalized statement (literals replaced, so no data or passwords),
+/// its fingerprint and the objects it names to an audit record.
+fn describe_statement(record: &mut AuditRecord, analysis: &Analysis) {
+    record.statement = crate::policy::normalize(&analysis.text);
+    record.fingerprint = crate::policy::fingerprint(&analysis.text);
+    record.objects = analysis.statements.iter().flat_map(crate::policy::primary_objects).collect();
 }
 
 fn denial_error(denial: &Denial) -> ProxyError {

@@ -213,12 +213,21 @@ def test_tunnel_refuses_non_loopback_listen(cluster):
 # ---- audit, metrics, readiness ----
 
 def test_audit_log_verifies_and_detects_edit(proxy):
-    assert sqlstate_of(proxy.dsn(), "DELETE FROM alembic_version") == "42501"
+    denied = "DELETE FROM alembic_version WHERE version_num = 'literal-kept-out'"
+    assert sqlstate_of(proxy.dsn(), denied) == "42501"
     assert sqlstate_of(proxy.dsn(), "SELECT 1") is None
     records = proxy.audit_records()
     denials = [r for r in records if r.get("event") == "decision" and r.get("decision") == "deny"]
-    assert denials and denials[-1]["rule"] == "protected_tables"
-    assert denials[-1]["user"] == "app"
+    assert denials
+    denial = denials[-1]
+    assert denial["rule"] == "protected_tables"
+    assert denial["user"] == "app"
+    assert denial["command_tag"] == "DELETE"
+    assert denial["sqlstate"] == "42501"
+    assert "alembic_version" in " ".join(denial["objects"])
+    assert "$1" in denial["statement"]
+    assert "literal-kept-out" not in proxy.audit_path.read_text()
+    assert len(denial["fingerprint"]) == 16
     assert any(r.get("event") == "session_start" for r in records)
 
     result = run_cli("audit", "verify", str(proxy.audit_path))
