@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 use pg_query::{NodeEnum, ParserOptions};
 
+use super::cache_key::numeric_literal_key;
 use super::facts::{statement_facts, Builder};
 use super::{Analysis, AnalyzeError, ParseOptions};
 
@@ -50,18 +51,23 @@ impl Analyzer {
     pub fn analyze(&self, sql: &str, opts: ParseOptions) -> Result<Arc<Analysis>, AnalyzeError> {
         let cacheable = sql.len() <= MAX_CACHED_TEXT_BYTES;
         let cache = self.cache.as_ref().filter(|_| cacheable).map(|caches| &caches[usize::from(opts.standard_conforming_strings)]);
-        if let Some(cache) = cache {
-            if let Some(entry) = cache.lock().get(sql) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return entry.clone();
-            }
+        let Some(cache) = cache else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return analyze_uncached(sql, opts).map(Arc::new);
+        };
+
+        // Texts that differ only in numeric literals share an entry. The exact
+        // text is the key whenever the key lexer gives up.
+        let normalized = numeric_literal_key(sql);
+        let key = normalized.as_deref().unwrap_or(sql);
+        if let Some(entry) = cache.lock().get(key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return entry.clone();
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
 
         let entry = analyze_uncached(sql, opts).map(Arc::new);
-        if let Some(cache) = cache {
-            cache.lock().put(sql.to_string(), entry.clone());
-        }
+        cache.lock().put(normalized.unwrap_or_else(|| sql.to_string()), entry.clone());
         entry
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod analyze;
+mod cache_key;
 mod body;
 mod ddl;
 pub mod defaults;

@@ -1,0 +1,152 @@
+//! Cache keys that ignore numeric literals, so `WHERE id = 1` and
+//! `WHERE id = 2` share one analysis.
+//!
+//! No fact the policy reads comes from a numeric literal: relations,
+//! functions, settings and bodies are names and strings. The lexer below is
+//! deliberately small and gives up (returns `None`, so the exact text is the
+//! key) on anything whose lexing depends on context it does not track:
+//! backslashes, prefixed strings (`E'..'`, `B'..'`, `X'..'`, `N'..'`),
+//! Unicode escapes (`U&`), dollar quoting, non-ASCII bytes, and unterminated
+//! strings or comments.
+
+/// Returns `sql` with every numeric literal replaced by `?`, or `None` when the
+/// text contains anything this lexer does not fully understand.
+pub fn numeric_literal_key(sql: &str) -> Option<String> {
+    let bytes = sql.as_bytes();
+    if !bytes.is_ascii() || bytes.contains(&b'\\') {
+        return None;
+    }
+    let mut key = String::with_capacity(sql.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        let end = match byte {
+            b'\'' | b'"' => {
+                if byte == b'\'' && i > 0 && (is_identifier_byte(bytes[i - 1]) || bytes[i - 1] == b'&') {
+                    return None;
+                }
+                if byte == b'"' && i > 0 && bytes[i - 1] == b'&' {
+                    return None;
+                }
+                quoted_end(bytes, i, byte)?
+            }
+            b'-' if next == Some(b'-') => line_comment_end(bytes, i),
+            b'/' if next == Some(b'*') => block_comment_end(bytes, i)?,
+            b'$' if !next.is_some_and(|b| b.is_ascii_digit()) => return None,
+            b'0'..=b'9' if i == 0 || !is_identifier_byte(bytes[i - 1]) => {
+                let end = digits_end(bytes, i);
+                key.push('?');
+                i = end;
+                continue;
+            }
+            _ => i + 1,
+        };
+        key.push_str(&sql[i..end]);
+        i = end;
+    }
+    Some(key)
+}
+
+fn is_identifier_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$'
+}
+
+fn digits_end(bytes: &[u8], start: usize) -> usize {
+    let mut end = start;
+    while end < bytes.len() && bytes[end].is_ascii_digit() {
+        end += 1;
+    }
+    end
+}
+
+/// End (exclusive) of a quoted string or identifier; a doubled quote is part of it.
+fn quoted_end(bytes: &[u8], start: usize, quote: u8) -> Option<usize> {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return Some(i + 1);
+        }
+        i += 1;
+    }
+    None
+}
+
+fn line_comment_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+        i += 1;
+    }
+    i
+}
+
+/// End (exclusive) of a block comment; Postgres nests them.
+fn block_comment_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numeric_literal_key;
+
+    #[test]
+    fn numbers_replaced_outside_strings_and_names() {
+        let key = numeric_literal_key("SELECT a1, 2 FROM t3 WHERE x = 45 AND y = '67' AND \"8\" = $9 -- 10\n/* 11 /* 12 */ */").unwrap();
+        assert_eq!(key, "SELECT a1, ? FROM t3 WHERE x = ? AND y = '67' AND \"8\" = $9 -- 10\n/* 11 /* 12 */ */");
+    }
+
+    #[test]
+    fn same_key_for_different_numbers() {
+        let first = numeric_literal_key("SELECT abalance FROM pgbench_accounts WHERE aid = 1;");
+        let second = numeric_literal_key("SELECT abalance FROM pgbench_accounts WHERE aid = 987654;");
+        assert_eq!(first, second);
+        assert!(first.is_some());
+    }
+
+    #[test]
+    fn gives_up_on_context_dependent_lexing() {
+        for text in [
+            "SELECT E'a\\'' ; DELETE FROM alembic_version",
+            "SELECT 'a\\'' ; DELETE FROM alembic_version; --'",
+            "SELECT $$1$$",
+            "SELECT $tag$ 1 $tag$",
+            "SELECT U&'\\0031'",
+            "SELECT U&\"d\\0061ta\"",
+            "SELECT x'1F'",
+            "SELECT N'1'",
+            "SELECT 'unterminated 1",
+            "SELECT 1 /* unterminated",
+            "SELECT 'é' , 1",
+        ] {
+            assert_eq!(numeric_literal_key(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn strings_with_doubled_quotes_kept_whole() {
+        let key = numeric_literal_key("SELECT 'it''s 5', 6").unwrap();
+        assert_eq!(key, "SELECT 'it''s 5', ?");
+    }
+}
