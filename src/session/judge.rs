@@ -24,6 +24,17 @@ const DENIED_BIND_STATEMENT: &[u8] = b"schemagate_denied_bind";
 /// Analyses kept for protocol-level prepared statements, across all names.
 const MAX_PREPARED_ANALYSES: usize = 10_000;
 
+/// Analyses behind one protocol-level statement name.
+#[derive(Default)]
+struct PreparedStatement {
+    analyses: Vec<Arc<Analysis>>,
+    /// Policy generation under which every analysis was allowed without a
+    /// window. Such a decision cannot change until the policy is reloaded, so
+    /// a Bind then skips judging.
+    stable_under: Option<u64>,
+    tag: String,
+}
+
 /// Outcome of judging one SQL text.
 pub enum Verdict {
     Allow(Arc<Analysis>),
@@ -38,7 +49,7 @@ pub struct Judge {
     /// Every analysis ever parsed under a protocol statement name. A name is
     /// judged by all of them, because the proxy cannot see which Parse or
     /// Close the server accepted.
-    statements: HashMap<Vec<u8>, Vec<Arc<Analysis>>>,
+    statements: HashMap<Vec<u8>, PreparedStatement>,
     statement_count: usize,
     /// SQL `PREPARE` bodies by name, first one kept.
     sql_prepared: HashMap<String, Arc<StatementFacts>>,
@@ -150,12 +161,31 @@ impl Judge {
                 return;
             }
         };
-        let analyses = self.statements.get(&statement).cloned().unwrap_or_default();
-        for analysis in analyses {
-            if let Err(error) = self.decide(&analysis) {
-                out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, error));
-                return;
+        let generation = self.shared.policy_generation();
+        let Some(entry) = self.statements.get(&statement) else {
+            // Unknown to the proxy means unknown to the server, which raises 26000.
+            out.extend_from_slice(&frame.bytes);
+            return;
+        };
+        if entry.stable_under == Some(generation) {
+            self.shared.metrics.statement(MetricDecision::Allow, &entry.tag);
+            out.extend_from_slice(&frame.bytes);
+            return;
+        }
+
+        let analyses = entry.analyses.clone();
+        let mut stable = true;
+        for analysis in &analyses {
+            match self.decide(analysis) {
+                Ok(uses_window) => stable &= !uses_window && !executes_prepared(analysis),
+                Err(error) => {
+                    out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, error));
+                    return;
+                }
             }
+        }
+        if let (true, Some(entry)) = (stable, self.statements.get_mut(&statement)) {
+            entry.stable_under = Some(generation);
         }
         out.extend_from_slice(&frame.bytes);
     }
@@ -164,11 +194,13 @@ impl Judge {
         let entry = self.statements.entry(name.clone()).or_default();
         if name.is_empty() {
             // The unnamed statement is always replaced, or dropped if its Parse fails.
-            self.statement_count -= entry.len();
-            entry.clear();
+            self.statement_count -= entry.analyses.len();
+            entry.analyses.clear();
         }
-        if !entry.iter().any(|known| Arc::ptr_eq(known, &analysis)) {
-            entry.push(analysis);
+        if !entry.analyses.iter().any(|known| Arc::ptr_eq(known, &analysis)) {
+            entry.tag = analysis.statements.first().map(|s| s.tag.clone()).unwrap_or_default();
+            entry.analyses.push(analysis);
+            entry.stable_under = None;
             self.statement_count += 1;
         }
     }
@@ -200,13 +232,14 @@ impl Judge {
             }
         };
         match self.decide(&analysis) {
-            Ok(()) => Verdict::Allow(analysis),
+            Ok(_) => Verdict::Allow(analysis),
             Err(error) => Verdict::Deny(error),
         }
     }
 
-    /// Applies the policy with the session's current window access, binding to a window when needed.
-    fn decide(&mut self, analysis: &Analysis) -> Result<(), ProxyError> {
+    /// Applies the policy with the session's current window access, binding to
+    /// a window when needed. Returns whether the statement needed the window.
+    fn decide(&mut self, analysis: &Analysis) -> Result<bool, ProxyError> {
         let started = std::time::Instant::now();
         let policy = self.shared.policy();
         let access = self.shared.windows.access(&self.identity);
@@ -236,7 +269,7 @@ impl Judge {
                 if result.is_err() {
                     self.shared.metrics.denial("audit.on_failure");
                 }
-                result
+                result.map(|()| uses_window)
             }
             Decision::Deny(denial) => {
                 let error = denial_error(&denial);
@@ -309,6 +342,12 @@ impl Judge {
             ..AuditRecord::default()
         }
     }
+}
+
+/// True when the text runs a SQL-level prepared statement, whose body the
+/// session may learn only later.
+fn executes_prepared(analysis: &Analysis) -> bool {
+    analysis.statements.iter().any(|statement| statement.executes.is_some())
 }
 
 /// Adds the normalized statement (literals replaced, so no data or passwords),

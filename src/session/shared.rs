@@ -24,6 +24,8 @@ pub struct Shared {
     pub audit: Arc<AuditLog>,
     pub metrics: Arc<Metrics>,
     next_session_id: AtomicU64,
+    /// Incremented on every reload, so sessions can tell a cached decision is stale.
+    policy_generation: AtomicU64,
 }
 
 #[derive(Clone, Default)]
@@ -53,6 +55,7 @@ impl Shared {
             audit,
             metrics,
             next_session_id: AtomicU64::new(1),
+            policy_generation: AtomicU64::new(0),
         }))
     }
 
@@ -72,6 +75,10 @@ impl Shared {
         self.tls.read().connector.clone()
     }
 
+    pub fn policy_generation(&self) -> u64 {
+        self.policy_generation.load(Ordering::Acquire)
+    }
+
     pub fn next_session_id(&self) -> u64 {
         self.next_session_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -83,6 +90,7 @@ impl Shared {
         *self.policy.write() = Arc::new(policy);
         *self.tls.write() = tls;
         *self.config.write() = Arc::new(config);
+        self.policy_generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 }
