@@ -26,6 +26,9 @@ const EXIT_USAGE: u8 = 2;
 #[derive(Parser)]
 #[command(name = "schemagate", version = VERSION, about = "PostgreSQL proxy that enforces migration-time privileges")]
 struct Cli {
+    /// Threads that run sessions; 0 uses one per CPU core, 1 runs every session on one thread, as PgBouncer does.
+    #[arg(long, global = true, env = "SCHEMAGATE_WORKER_THREADS", default_value_t = 0)]
+    worker_threads: usize,
     /// Log format for the proxy's own logs.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -87,7 +90,7 @@ fn main() -> ExitCode {
     // stderr while it parses, so lines written to stderr then would be lost.
     let log_to_stdout = matches!(cli.command, Command::Serve { .. } | Command::Tunnel(_));
     init_tracing(&cli.log_format, log_to_stdout);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime_builder(cli.worker_threads).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -112,6 +115,17 @@ fn verify_audit(files: Vec<PathBuf>) -> i32 {
 
 fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn runtime_builder(worker_threads: usize) -> tokio::runtime::Builder {
+    if worker_threads == 1 {
+        return tokio::runtime::Builder::new_current_thread();
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 1 {
+        builder.worker_threads(worker_threads);
+    }
+    builder
 }
 
 fn init_tracing(format: &str, to_stdout: bool) {

@@ -6,6 +6,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Largest length field Postgres accepts for any message: 1 GiB - 1.
 pub const MAX_POSTGRES_MESSAGE_LENGTH: usize = (1 << 30) - 1;
 
+/// Bytes requested from the socket per read when the buffer runs low.
+const READ_CHUNK: usize = 16 * 1024;
+
 /// One complete protocol message, header included.
 #[derive(Debug)]
 pub struct Frame {
@@ -43,7 +46,7 @@ pub struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, limit: usize) -> Self {
-        FrameReader { inner, buffer: BytesMut::with_capacity(8192), limit }
+        FrameReader { inner, buffer: BytesMut::with_capacity(READ_CHUNK), limit }
     }
 
     /// Starts with bytes that were read before this reader existed.
@@ -56,6 +59,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         loop {
             if let Some(frame) = self.split_frame()? {
                 return Ok(Some(frame));
+            }
+            // Keep room for a full socket read: after frames were split off, the
+            // buffer may have little spare capacity left.
+            if self.buffer.capacity() - self.buffer.len() < READ_CHUNK / 2 {
+                self.buffer.reserve(READ_CHUNK);
             }
             let read = self.inner.read_buf(&mut self.buffer).await?;
             if read == 0 {
