@@ -299,3 +299,36 @@ def test_password_message_after_authentication_ok(proxy):
         client.send(message(b"p", b"app-pw\0"))
         messages = client.read_until_closed()
         assert sqlstates(messages) in (["08P01"], [])
+
+
+def direct_tls_context(alpn):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+def test_direct_tls_with_alpn_logs_in(tls_proxy):
+    # PostgreSQL 17 clients with sslnegotiation=direct start TLS at once, with ALPN "postgresql".
+    with RawClient.connect(tls_proxy.host, tls_proxy.port) as client:
+        client.sock = direct_tls_context(["postgresql"]).wrap_socket(client.sock)
+        assert client.sock.selected_alpn_protocol() == "postgresql"
+        client.startup("app", "app")
+        client.auth_password("app-pw")
+        assert rows(client.simple("SELECT 1")) == [[b"1"]]
+
+
+def test_direct_tls_without_alpn_closed(tls_proxy):
+    with RawClient.connect(tls_proxy.host, tls_proxy.port) as client:
+        client.sock = direct_tls_context(None).wrap_socket(client.sock)
+        client.startup("app", "app")
+        with pytest.raises((ConnectionError, EOFError, ssl.SSLError, OSError)):
+            client.auth_password("app-pw")
+
+
+def test_direct_tls_with_other_alpn_rejected(tls_proxy):
+    with RawClient.connect(tls_proxy.host, tls_proxy.port) as client:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            direct_tls_context(["http/1.1"]).wrap_socket(client.sock)
