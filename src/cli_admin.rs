@@ -123,16 +123,7 @@ pub enum SessionCommand {
 }
 
 /// A session as the admin API lists it.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-pub struct SessionRow {
-    pub id: u64,
-    pub client_addr: String,
-    pub user: String,
-    pub database: String,
-    pub application_name: String,
-    pub window_id: Option<String>,
-    pub started_at: String,
-}
+pub use crate::server::SessionInfo as SessionRow;
 
 /// Runs a `window` command, prints its output and returns the exit code.
 pub async fn run_window(command: WindowCommand, admin: &AdminArgs) -> i32 {
