@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use hyper::Method;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::window::WindowView;
