@@ -51,6 +51,8 @@ pub struct Judge {
     /// Close the server accepted.
     statements: HashMap<Vec<u8>, PreparedStatement>,
     statement_count: usize,
+    /// Statement name behind each portal, from the latest Bind of that portal.
+    portals: HashMap<Vec<u8>, Vec<u8>>,
     /// SQL `PREPARE` bodies by name, first one kept.
     sql_prepared: HashMap<String, Arc<StatementFacts>>,
     pub transaction_status: u8,
@@ -66,6 +68,7 @@ impl Judge {
             substitutions: Substitutions::new(),
             statements: HashMap::new(),
             statement_count: 0,
+            portals: HashMap::new(),
             sql_prepared: HashMap::new(),
             transaction_status: b'I',
             server_sent_fatal: false,
@@ -89,7 +92,8 @@ impl Judge {
                     out.extend_from_slice(&frame.bytes);
                 }
             }
-            b'E' | b'd' | b'c' | b'f' | b'X' => out.extend_from_slice(&frame.bytes),
+            b'E' => self.execute(frame, out),
+            b'd' | b'c' | b'f' | b'X' => out.extend_from_slice(&frame.bytes),
             b'F' => {
                 let error = ProxyError::error(
                     sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -154,40 +158,74 @@ impl Judge {
 
     /// Judges the statement behind a Bind again: a window may have closed since the Parse.
     fn bind(&mut self, frame: Frame, out: &mut BytesMut) {
-        let statement = match frontend::bind_names(frame.body()) {
-            Ok((_, statement)) => statement.to_vec(),
+        let (portal, statement) = match frontend::bind_names(frame.body()) {
+            Ok(names) => names,
+            Err(error) => {
+                out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, format_error(error)));
+                return;
+            }
+        };
+        if self.portals.get(portal).map(Vec::as_slice) != Some(statement) {
+            self.portals.insert(portal.to_vec(), statement.to_vec());
+        }
+        if let Err(error) = self.rejudge_statement(statement) {
+            out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, error));
+            return;
+        }
+        out.extend_from_slice(&frame.bytes);
+    }
+
+    /// Judges the statement behind a portal again when it runs: a portal
+    /// bound inside a window must not run after the window closed.
+    fn execute(&mut self, frame: Frame, out: &mut BytesMut) {
+        let portal = match frontend::execute_portal(frame.body()) {
+            Ok(portal) => portal,
             Err(error) => {
                 out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, format_error(error)));
                 return;
             }
         };
         let generation = self.shared.policy_generation();
-        let Some(entry) = self.statements.get(&statement) else {
-            // Unknown to the proxy means unknown to the server, which raises 26000.
-            out.extend_from_slice(&frame.bytes);
+        let statement = match self.portals.get(portal) {
+            Some(statement) if !self.is_stable(statement, generation) => statement.clone(),
+            _ => {
+                out.extend_from_slice(&frame.bytes);
+                return;
+            }
+        };
+        if let Err(error) = self.rejudge_statement(&statement) {
+            out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, error));
             return;
+        }
+        out.extend_from_slice(&frame.bytes);
+    }
+
+    fn is_stable(&self, statement: &[u8], generation: u64) -> bool {
+        self.statements.get(statement).is_some_and(|entry| entry.stable_under == Some(generation))
+    }
+
+    /// Applies the current policy and window state to every analysis known under `statement`.
+    fn rejudge_statement(&mut self, statement: &[u8]) -> Result<(), ProxyError> {
+        let generation = self.shared.policy_generation();
+        let Some(entry) = self.statements.get(statement) else {
+            // Unknown to the proxy means unknown to the server, which raises 26000.
+            return Ok(());
         };
         if entry.stable_under == Some(generation) {
             self.shared.metrics.statement(MetricDecision::Allow, &entry.tag);
-            out.extend_from_slice(&frame.bytes);
-            return;
+            return Ok(());
         }
 
         let analyses = entry.analyses.clone();
         let mut stable = true;
         for analysis in &analyses {
-            match self.decide(analysis) {
-                Ok(uses_window) => stable &= !uses_window && !executes_prepared(analysis),
-                Err(error) => {
-                    out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, error));
-                    return;
-                }
-            }
+            let uses_window = self.decide(analysis)?;
+            stable &= !uses_window && !executes_prepared(analysis);
         }
-        if let (true, Some(entry)) = (stable, self.statements.get_mut(&statement)) {
+        if let (true, Some(entry)) = (stable, self.statements.get_mut(statement)) {
             entry.stable_under = Some(generation);
         }
-        out.extend_from_slice(&frame.bytes);
+        Ok(())
     }
 
     fn remember_statement(&mut self, name: Vec<u8>, analysis: Arc<Analysis>) {

@@ -207,6 +207,29 @@ def test_prepared_in_window_denied_after(cluster, make_proxy, oracle):
     assert version_rows(oracle) == ["aaaa0001"]
 
 
+def test_portal_bound_in_window_denied_after(cluster, make_proxy, oracle):
+    cluster.reset_app_db()
+    oracle("GRANT ALL ON public.alembic_version TO migrator")
+    gateway = make_proxy(**MIGRATION_RULES)
+    window_id = gateway.open_window(reason="bind a portal, then close")
+
+    with gateway.raw() as client:
+        client.login("migrator", "app", "mig-pw")
+        assert sqlstates(client.simple("BEGIN")) == []
+        # Portals live until the transaction ends, so this one outlives the window.
+        client.send(parse("keep", "UPDATE alembic_version SET version_num = 'zzzz9999'") + bind("held", "keep") + sync())
+        assert sqlstates(client.read_until_ready()) == []
+
+        gateway.close_window(window_id)
+
+        client.send(execute("held") + sync())
+        assert sqlstates(client.read_until_ready()) == ["42501"]
+        tags = [body for kind, body in client.simple("COMMIT") if kind == b"C"]
+        assert tags == [b"ROLLBACK\x00"]
+
+    assert version_rows(oracle) == ["aaaa0001"]
+
+
 def test_prepared_psycopg_denied_after_close(cluster, make_proxy, oracle):
     cluster.reset_app_db()
     oracle("GRANT ALL ON public.alembic_version TO migrator")
