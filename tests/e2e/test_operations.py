@@ -279,3 +279,16 @@ def test_readiness_follows_upstream(proxy, cluster):
     finally:
         cluster.start_again()
     wait_until(lambda: admin_get(proxy, "/readyz", token=False)[0] == 200, 15, message="ready again")
+
+
+@pytest.mark.parametrize("on_failure, expected", [("deny", "42501"), ("allow", None)])
+def test_unwritable_audit_log_denies_ddl(make_proxy, cluster, on_failure, expected):
+    cluster.reset_app_db()
+    gateway = make_proxy(audit={"path": "/dev/full", "on_failure": on_failure})
+    gateway.open_window(reason="audit target is full")
+    dsn = gateway.dsn(user="migrator", password="mig-pw")
+    assert sqlstate_of(dsn, "CREATE TABLE audited_ddl (i int)") == expected
+    exists = cluster.execute("SELECT to_regclass('public.audited_ddl') IS NOT NULL", dbname="app")
+    assert exists == [(expected is None,)]
+    status, body = admin_get(gateway, "/metrics")
+    assert metric_value(body, "schemagate_audit_write_failures_total") >= 1
