@@ -26,7 +26,7 @@ const EXIT_USAGE: u8 = 2;
 #[derive(Parser)]
 #[command(name = "schemagate", version = VERSION, about = "PostgreSQL proxy that enforces migration-time privileges")]
 struct Cli {
-    /// Threads that run sessions; 0 uses one per CPU core, 1 runs every session on one thread, as PgBouncer does.
+    /// Threads that run sessions, each with its own event loop and listening socket (SO_REUSEPORT); 0 means one per CPU.
     #[arg(long, global = true, env = "SCHEMAGATE_WORKER_THREADS", default_value_t = 0)]
     worker_threads: usize,
     /// Log format for the proxy's own logs.
@@ -90,7 +90,8 @@ fn main() -> ExitCode {
     // stderr while it parses, so lines written to stderr then would be lost.
     let log_to_stdout = matches!(cli.command, Command::Serve { .. } | Command::Tunnel(_));
     init_tracing(&cli.log_format, log_to_stdout);
-    let runtime = match runtime_builder(cli.worker_threads).enable_all().build() {
+    // The main thread runs the admin API, signals and timers; sessions run on worker threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -98,8 +99,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { config } => runtime.block_on(serve(config)),
-        Command::Tunnel(args) => runtime.block_on(tunnel(args)),
+        Command::Serve { config } => runtime.block_on(serve(config, cli.worker_threads)),
+        Command::Tunnel(args) => runtime.block_on(tunnel(args, cli.worker_threads)),
         Command::Window(args) => exit_code(runtime.block_on(cli_admin::run_window(args.command, &args.admin))),
         Command::Session(args) => exit_code(runtime.block_on(cli_admin::run_session(args.command, &args.admin))),
         Command::Audit { command: AuditCommand::Verify { files } } => exit_code(verify_audit(files)),
@@ -115,17 +116,6 @@ fn verify_audit(files: Vec<PathBuf>) -> i32 {
 
 fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-fn runtime_builder(worker_threads: usize) -> tokio::runtime::Builder {
-    if worker_threads == 1 {
-        return tokio::runtime::Builder::new_current_thread();
-    }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if worker_threads > 1 {
-        builder.worker_threads(worker_threads);
-    }
-    builder
 }
 
 fn init_tracing(format: &str, to_stdout: bool) {
@@ -146,7 +136,7 @@ fn init_tracing(format: &str, to_stdout: bool) {
     }
 }
 
-async fn tunnel(args: TunnelArgs) -> ExitCode {
+async fn tunnel(args: TunnelArgs, workers: usize) -> ExitCode {
     let (config, rules) = match tunnel::tunnel_config(&args) {
         Ok(built) => built,
         Err(errors) => {
@@ -157,11 +147,11 @@ async fn tunnel(args: TunnelArgs) -> ExitCode {
         }
     };
     tunnel::print_instructions(&config, rules.as_deref());
-    started(schemagate::server::app::serve_config(config, rules).await)
+    started(schemagate::server::app::serve_config(config, rules, workers).await)
 }
 
-async fn serve(config_path: PathBuf) -> ExitCode {
-    started(schemagate::server::app::serve(config_path).await)
+async fn serve(config_path: PathBuf, workers: usize) -> ExitCode {
+    started(schemagate::server::app::serve(config_path, workers).await)
 }
 
 fn started(result: Result<(), StartError>) -> ExitCode {

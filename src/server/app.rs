@@ -29,13 +29,14 @@ pub enum StartError {
 const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the proxy with the configuration file at `config_path` until SIGTERM or SIGINT.
-pub async fn serve(config_path: PathBuf) -> Result<(), StartError> {
+pub async fn serve(config_path: PathBuf, workers: usize) -> Result<(), StartError> {
     let config = config::load(&config_path).map_err(|e| StartError::Config(e.messages()))?;
-    serve_config(config, Some(config_path)).await
+    serve_config(config, Some(config_path), workers).await
 }
 
-/// Runs the proxy with `config`; SIGHUP reloads from `reload_path` when there is one.
-pub async fn serve_config(config: Config, reload_path: Option<PathBuf>) -> Result<(), StartError> {
+/// Runs the proxy with `config` on `workers` threads (0: one per CPU); SIGHUP
+/// reloads from `reload_path` when there is one.
+pub async fn serve_config(config: Config, reload_path: Option<PathBuf>, workers: usize) -> Result<(), StartError> {
     let audit = AuditLog::open(&config.audit).map_err(|e| StartError::Config(vec![format!("audit.path: {e}")]))?;
     let metrics = Arc::new(Metrics::new());
     let windows = WindowManager::with_events(&config, window_event_sink(audit.clone(), metrics.clone()))
@@ -45,13 +46,13 @@ pub async fn serve_config(config: Config, reload_path: Option<PathBuf>) -> Resul
     let admin_address = config.admin.address;
     let shared = Shared::new(config, windows.clone(), audit.clone(), metrics.clone()).map_err(StartError::Config)?;
 
-    let listener = TcpListener::bind(listen_address)
-        .await
+    let workers = super::workers::worker_count(workers);
+    let sockets = super::workers::bind_sockets(listen_address, workers)
         .map_err(|e| StartError::Io(format!("cannot listen on {listen_address} (listen.address): {e}")))?;
     let admin_listener = TcpListener::bind(admin_address)
         .await
         .map_err(|e| StartError::Io(format!("cannot listen on {admin_address} (admin.address): {e}")))?;
-    tracing::info!(address = %listen_address, "schemagate listening");
+    tracing::info!(address = %listen_address, workers, "schemagate listening");
 
     let registry = shared.registry.clone();
     windows.clone().spawn_expiry_task(Arc::new(move |session_id| {
@@ -65,7 +66,15 @@ pub async fn serve_config(config: Config, reload_path: Option<PathBuf>) -> Resul
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(state), admin_stop.clone()));
     tokio::spawn(handle_signals(shared.clone(), reload_path, stop.clone()));
 
-    super::run(shared, listener, stop).await;
+    let handles = super::workers::spawn_workers(&shared, sockets, &stop)
+        .map_err(|e| StartError::Io(format!("cannot start worker threads: {e}")))?;
+    let _ = tokio::task::spawn_blocking(move || {
+        for handle in handles {
+            let _ = handle.join();
+        }
+    })
+    .await;
+    stop.cancel();
     admin_stop.cancel();
     let _ = admin_task.await;
     tracing::info!("schemagate stopped");

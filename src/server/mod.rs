@@ -5,8 +5,9 @@ pub mod app;
 pub mod cancel;
 pub mod registry;
 pub mod tunnel;
+pub mod workers;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +18,15 @@ use tokio_util::task::TaskTracker;
 pub use cancel::{CancelMap, CancelTarget};
 pub use registry::{Registry, SessionInfo};
 
-use crate::metrics::{Metrics, RefusalReason};
+use crate::metrics::RefusalReason;
 use crate::session::{handle_client, Shared};
 
 /// Accepts clients until `stop` fires, then lets sessions finish for up to
-/// `limits.shutdown_timeout` before ending the rest.
+/// `limits.shutdown_timeout` before ending the rest. Several accept loops may
+/// run at once, one per worker thread; they share the connection count.
 pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
     let tracker = TaskTracker::new();
     let sessions = CancellationToken::new();
-    let connections = Arc::new(AtomicUsize::new(0));
 
     loop {
         let accepted = tokio::select! {
@@ -39,13 +40,13 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationT
                 continue;
             }
         };
-        let count = connections.fetch_add(1, Ordering::SeqCst) + 1;
+        let count = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
         let over_limit = count > shared.config().limits.max_connections;
         shared.metrics.connection_opened();
         if over_limit {
             shared.metrics.connection_refused(RefusalReason::MaxConnections);
         }
-        let guard = ConnectionGuard(connections.clone(), shared.metrics.clone());
+        let guard = ConnectionGuard(shared.clone());
         let shared = shared.clone();
         let token = sessions.clone();
         tracker.spawn(async move {
@@ -65,12 +66,12 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationT
     }
 }
 
-struct ConnectionGuard(Arc<AtomicUsize>, Arc<Metrics>);
+struct ConnectionGuard(Arc<Shared>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-        self.1.connection_closed();
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+        self.0.metrics.connection_closed();
     }
 }
 

@@ -1,6 +1,6 @@
 //! State shared by every session: configuration, policy, windows, cancel keys.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -23,6 +23,8 @@ pub struct Shared {
     pub cancels: CancelMap,
     pub audit: Arc<AuditLog>,
     pub metrics: Arc<Metrics>,
+    /// Client connections open now, across every accept loop.
+    pub connections: AtomicUsize,
     next_session_id: AtomicU64,
     /// Incremented on every reload, so sessions can tell a cached decision is stale.
     policy_generation: AtomicU64,
@@ -54,6 +56,7 @@ impl Shared {
             cancels: CancelMap::default(),
             audit,
             metrics,
+            connections: AtomicUsize::new(0),
             next_session_id: AtomicU64::new(1),
             policy_generation: AtomicU64::new(0),
         }))
