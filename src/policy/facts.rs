@@ -7,7 +7,7 @@ use pg_query::NodeEnum;
 use serde_json::Value;
 
 use super::objects::add_range_var;
-use super::settings::variable_set_change;
+use super::settings::{self, variable_set_change};
 use super::{analyze, body, ddl, walk};
 use super::{Access, AnalyzeError, NestedContext, ParseOptions, StatementClass as C, StatementFacts};
 
@@ -86,7 +86,7 @@ pub(super) fn nested_statements(
 fn classify(node: &NodeEnum, json: &Value, builder: Builder) -> Result<StatementFacts, AnalyzeError> {
     use NodeEnum as N;
     let fields = json.as_object().and_then(|m| m.values().next()).unwrap_or(&Value::Null);
-    let facts = match node {
+    let mut facts = match node {
         N::SelectStmt(s) => select_facts(s),
         N::InsertStmt(_) => StatementFacts::new("INSERT", C::Dml),
         N::UpdateStmt(_) => StatementFacts::new("UPDATE", C::Dml),
@@ -155,6 +155,11 @@ fn classify(node: &NodeEnum, json: &Value, builder: Builder) -> Result<Statement
             }
         },
     };
+    if matches!(node, N::CreateFunctionStmt(_) | N::AlterFunctionStmt(_)) {
+        // `SET name = value` clauses apply whenever the routine runs, so they
+        // are judged like a session SET.
+        facts.settings.extend(settings::routine_set_changes(fields));
+    }
     Ok(facts)
 }
 

@@ -110,6 +110,8 @@ pub enum SettingRoute {
     ResetAll,
     /// `set_config(name, value, is_local)`.
     SetConfig,
+    /// `SET` clause of a function or procedure, applied whenever it runs.
+    Routine,
     /// `ALTER ROLE ... SET` / `ALTER DATABASE ... SET`: defaults for later sessions.
     StoredDefault,
 }

@@ -41,6 +41,22 @@ pub(super) fn variable_set_change(stmt: &Value, stored: bool) -> SettingChange {
     SettingChange { name, values, values_known, route }
 }
 
+/// Builds the changes made by the `SET` clauses of `CREATE FUNCTION` or
+/// `ALTER FUNCTION/PROCEDURE/ROUTINE` (the statement's JSON fields).
+pub(super) fn routine_set_changes(fields: &Value) -> Vec<SettingChange> {
+    let mut changes = Vec::new();
+    let clauses = ["options", "actions"].iter().filter_map(|key| fields.get(*key).and_then(Value::as_array));
+    for clause in clauses.flatten() {
+        let Some(stmt) = clause.pointer("/node/DefElem/arg/node/VariableSetStmt") else { continue };
+        let mut change = variable_set_change(stmt, false);
+        if matches!(change.route, SettingRoute::Set | SettingRoute::SetLocal) {
+            change.route = SettingRoute::Routine;
+        }
+        changes.push(change);
+    }
+    changes
+}
+
 /// Builds the change made by a `set_config(name, value, is_local)` call.
 /// `filter` is the setting name of an enclosing `FROM pg_settings WHERE name = '...'`,
 /// used when the first argument is the `name` column.
@@ -90,7 +106,7 @@ pub(super) fn judge_setting(change: &SettingChange) -> Result<(), String> {
         SettingRoute::StoredDefault => {
             return Err("changing stored setting defaults of a role or database is not allowed".into());
         }
-        SettingRoute::Set | SettingRoute::SetLocal | SettingRoute::SetConfig => {}
+        SettingRoute::Set | SettingRoute::SetLocal | SettingRoute::SetConfig | SettingRoute::Routine => {}
     }
     let Some(name) = change.name.as_deref() else {
         return Err("set_config with a setting name that is not a constant cannot be checked".into());
