@@ -43,7 +43,7 @@ pub struct Analysis {
     pub text: String,
 }
 
-/// Why a SQL text could not be analyzed. The session denies such text.
+/// Failure to analyze a SQL text. The session denies such text.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AnalyzeError {
     #[error("syntax error: {0}")]
@@ -52,7 +52,7 @@ pub enum AnalyzeError {
     TooComplex(String),
 }
 
-/// How a statement touches a relation.
+/// Kind of access a statement makes to a relation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
     Read,
@@ -248,7 +248,7 @@ impl RelationRef {
 }
 
 
-/// What the window manager says about this session right now.
+/// Window rights of a session at this moment, from the window manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowAccess {
     /// Not a migrator, no open window, or the window has no free session slot.

@@ -88,7 +88,7 @@ def test_plaintext_pipelined_after_request_rejected(cluster, proxy, oracle, requ
         answer = client.read_byte()
         assert answer in (b"N", b"E")
         if answer == b"E":
-            # Rejected before answering the request: the byte starts the ErrorResponse.
+            # Rejected before any response to the request: the byte starts the ErrorResponse.
             client.buffer = answer + client.buffer
         expect_close(client, "08P01")
 
@@ -107,7 +107,7 @@ def test_plaintext_pipelined_after_ssl_request_with_tls(cluster, make_proxy, tmp
         if answer == b"S":
             assert_tls_refused_or_closed(client)
         else:
-            # 'E' means rejected before answering the request: the byte starts the ErrorResponse.
+            # 'E' means rejected before any response to the request: the byte starts the ErrorResponse.
             client.buffer = answer + client.buffer if answer == b"E" else client.buffer
             expect_close(client, "08P01")
 
