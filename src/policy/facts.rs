@@ -155,6 +155,7 @@ fn classify(node: &NodeEnum, json: &Value, builder: Builder) -> Result<Statement
             }
         },
     };
+    facts.write_paths = super::paths::write_paths(node);
     if matches!(node, N::CreateFunctionStmt(_) | N::AlterFunctionStmt(_)) {
         // `SET name = value` clauses apply whenever the routine runs, so they
         // are judged like a session SET.

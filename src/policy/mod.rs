@@ -13,6 +13,7 @@ pub mod defaults;
 mod facts;
 mod matching;
 mod objects;
+mod paths;
 mod rules;
 mod settings;
 mod tags;
@@ -165,6 +166,9 @@ pub struct StatementFacts {
     pub nested: Vec<StatementFacts>,
     /// Set when the policy cannot understand the statement; denies it.
     pub unsupported: Option<String>,
+    /// Tables that later writes to other tables would change: inheritance and
+    /// partition parents, and tables given foreign keys with writing actions.
+    pub write_paths: Vec<RelationRef>,
     /// The relation of `nested` to this statement.
     pub nested_context: NestedContext,
     /// Settings changed by SET, RESET, `set_config` or stored role/database defaults.
@@ -194,6 +198,7 @@ impl StatementFacts {
             deallocates: None,
             nested: Vec::new(),
             unsupported: None,
+            write_paths: Vec::new(),
             nested_context: NestedContext::Executed,
             settings: Vec::new(),
             objects: Vec::new(),

@@ -237,6 +237,15 @@ impl Policy {
             }
         }
 
+        if let Some(relation) = f.write_paths.iter().find(|r| self.is_protected(r)) {
+            let message = format!(
+                "schemagate: {} would let writes to other tables change protected table {} (inheritance, partitioning or a cascading foreign key) and is denied (rule protected_tables)",
+                f.tag,
+                relation.qualified_name()
+            );
+            return Err(denial("protected_tables", message, Some(BODY_HINT), top));
+        }
+
         let touched = f.relations.iter().find(|r| r.access != Access::Read && self.is_protected(r));
         let Some(relation) = touched else { return Ok(false) };
         let message = format!(
