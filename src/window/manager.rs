@@ -120,15 +120,13 @@ impl WindowManager {
         })
     }
 
-    /// Releases the session's slot when it ends.
+    /// Unbinds a session when it ends.
+    ///
+    /// The window keeps counting the session: `sessions_per_window` bounds the
+    /// sessions that ever bind, so a slot is not handed to another session
+    /// (such as one with stolen credentials) after the migration disconnects.
     pub fn release(&self, session_id: u64) {
-        let mut state = self.state.lock();
-        let Some(window_id) = state.bindings.remove(&session_id) else {
-            return;
-        };
-        if let Some(index) = state.position(&window_id) {
-            state.windows[index].bound.remove(&session_id);
-        }
+        self.state.lock().bindings.remove(&session_id);
     }
 
     /// Window id the session is bound to, if any.

@@ -120,10 +120,12 @@ fn lifecycle_binds_up_to_limit() {
     assert_eq!(manager.access(&second), WindowAccess::None);
     assert_eq!(manager.bind(&second), None);
 
+    // The slot stays used after the first session ends: the limit counts every session that bound.
     manager.release(1);
     assert_eq!(manager.bound_window(1), None);
-    assert_eq!(manager.access(&second), WindowAccess::Available);
-    assert_eq!(manager.bind(&second), Some(view.id.clone()));
+    assert_eq!(manager.access(&first), WindowAccess::None);
+    assert_eq!(manager.access(&second), WindowAccess::None);
+    assert_eq!(manager.bind(&second), None);
 
     let closed = manager.close(&view.id).expect("close window");
     assert_eq!(closed.state, "closed");
@@ -135,7 +137,7 @@ fn lifecycle_binds_up_to_limit() {
             WindowEventKind::Opened,
             WindowEventKind::Bound,
             WindowEventKind::Refused,
-            WindowEventKind::Bound,
+            WindowEventKind::Refused,
             WindowEventKind::Closed
         ]
     );
