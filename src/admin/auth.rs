@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -21,11 +21,8 @@ pub(super) async fn require_token(
     next: Next,
 ) -> Response {
     let Some(token) = state.token.as_deref() else {
-        if request.method() == Method::GET {
-            return next.run(request).await;
-        }
         record(&state, AdminEventKind::Forbidden, &request);
-        let message = "changes through the admin API are disabled: set admin.token_file to a file containing a bearer token";
+        let message = "the admin API is disabled: set admin.token_file to a file containing a bearer token";
         return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
     };
 

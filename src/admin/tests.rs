@@ -352,7 +352,12 @@ async fn no_token_rejects_changes() {
     let harness = harness(None);
     let app = router(harness.state.clone());
 
-    let (status, _) = send(&app, Method::GET, "/v1/windows", None, None).await;
+    // Without a configured token nothing but the health endpoints answers.
+    for path in ["/v1/windows", "/v1/sessions", "/metrics"] {
+        let (status, _) = send(&app, Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (status, _) = send(&app, Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, body) = send(
