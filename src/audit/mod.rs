@@ -152,6 +152,11 @@ impl AuditLog {
         self.on_failure
     }
 
+    /// Returns false while writes fail (since the last failed write, until one succeeds).
+    pub fn is_writable(&self) -> bool {
+        self.writer.as_ref().is_none_or(|writer| !writer.lock().failing)
+    }
+
     /// Returns whether records go to a file.
     pub fn is_enabled(&self) -> bool {
         self.writer.is_some()

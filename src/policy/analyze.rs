@@ -143,10 +143,13 @@ fn error_message(error: &pg_query::Error) -> String {
     }
 }
 
-/// Returns the statement text with literals replaced by `$n`, for audit logs.
+/// Returns the statement text with literals replaced by `$n` and comments removed, for audit logs.
 pub fn normalize(sql: &str) -> Option<String> {
-    let _guard = LIBPG_QUERY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    pg_query::normalize(sql).ok()
+    let normalized = {
+        let _guard = LIBPG_QUERY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pg_query::normalize(sql).ok()?
+    };
+    super::cache_key::without_comments(&normalized)
 }
 
 /// Returns pg_query's fingerprint (hex) of the statement text, for audit logs.

@@ -48,6 +48,36 @@ pub fn numeric_literal_key(sql: &str) -> Option<String> {
     Some(key)
 }
 
+/// Removes `--` and `/* */` comments, which normalization keeps and which may
+/// carry secrets. Returns `None` when a quote or comment is unterminated or a
+/// dollar quote appears, so the caller can leave the text out.
+pub fn without_comments(sql: &str) -> Option<String> {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let next = bytes.get(i + 1).copied();
+        let end = match bytes[i] {
+            b'\'' | b'"' => quoted_end(bytes, i, bytes[i])?,
+            b'$' if !next.is_some_and(|b| b.is_ascii_digit()) => return None,
+            b'-' if next == Some(b'-') => {
+                i = line_comment_end(bytes, i);
+                out.push(' ');
+                continue;
+            }
+            b'/' if next == Some(b'*') => {
+                i = block_comment_end(bytes, i)?;
+                out.push(' ');
+                continue;
+            }
+            _ => i + 1,
+        };
+        out.push_str(sql.get(i..end)?);
+        i = end;
+    }
+    Some(out.trim().to_string())
+}
+
 fn is_identifier_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$'
 }
@@ -142,6 +172,16 @@ mod tests {
         ] {
             assert_eq!(numeric_literal_key(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn comments_removed_outside_quotes() {
+        let text = "UPDATE t SET a = $1 /* api_key=secret */ WHERE b = '--kept' -- token=x\n AND c = 1";
+        let stripped = super::without_comments(text).unwrap();
+        assert!(!stripped.contains("secret"));
+        assert!(!stripped.contains("token"));
+        assert!(stripped.contains("'--kept'"));
+        assert_eq!(super::without_comments("SELECT $$ -- $$"), None);
     }
 
     #[test]

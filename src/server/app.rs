@@ -1,8 +1,8 @@
 //! `schemagate serve`: builds every component from the configuration, runs
 //! the listener and the admin API, and handles SIGTERM, SIGINT and SIGHUP.
 
+use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +25,8 @@ pub enum StartError {
     Io(String),
 }
 
-/// Interval between readiness probes of the upstream server.
-const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+/// Time a readiness check waits for the upstream to accept a connection.
+const READINESS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Runs the proxy with the configuration file at `config_path` until SIGTERM or SIGINT.
 pub async fn serve(config_path: PathBuf, workers: usize) -> Result<(), StartError> {
@@ -60,8 +60,7 @@ pub async fn serve_config(config: Config, reload_path: Option<PathBuf>, workers:
     }));
 
     let stop = CancellationToken::new();
-    let ready = spawn_readiness_probe(shared.clone(), stop.clone());
-    let state = admin_state(&shared, token, ready);
+    let state = admin_state(&shared, token);
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(state), admin_stop.clone()));
     tokio::spawn(handle_signals(shared.clone(), reload_path, stop.clone()));
@@ -91,15 +90,16 @@ fn read_admin_token(config: &Config) -> Result<Option<Arc<String>>, StartError> 
         .map_err(|e| StartError::Config(vec![format!("admin.token_file: {e}")]))
 }
 
-fn admin_state(shared: &Arc<Shared>, token: Option<Arc<String>>, ready: Arc<AtomicBool>) -> AdminState {
+fn admin_state(shared: &Arc<Shared>, token: Option<Arc<String>>) -> AdminState {
     let metrics_source = shared.clone();
+    let readiness_source = shared.clone();
     let audit = shared.audit.clone();
     AdminState {
         windows: shared.windows.clone(),
         sessions: shared.registry.clone(),
         token,
         metrics: Some(Arc::new(move || render_metrics(&metrics_source))),
-        ready: Arc::new(move || ready.load(Ordering::Relaxed)),
+        ready: Arc::new(move || readiness(&readiness_source)),
         events: Some(Arc::new(move |event: AdminEvent| audit_admin_event(&audit, event))),
     }
 }
@@ -114,27 +114,20 @@ fn render_metrics(shared: &Shared) -> String {
     shared.metrics.encode()
 }
 
-/// Marks the proxy ready while the upstream accepts TCP connections and the audit log is writable.
-fn spawn_readiness_probe(shared: Arc<Shared>, stop: CancellationToken) -> Arc<AtomicBool> {
-    let ready = Arc::new(AtomicBool::new(false));
-    let flag = ready.clone();
-    tokio::spawn(async move {
-        loop {
-            let address = shared.config().upstream.address.clone();
-            let reachable = matches!(
-                tokio::time::timeout(READINESS_INTERVAL, tokio::net::TcpStream::connect(&address)).await,
-                Ok(Ok(_))
-            );
-            let audit_ok = shared.audit.write(AuditRecord { event: "readiness_probe", ..AuditRecord::default() }).is_ok()
-                || !shared.audit.is_enabled();
-            flag.store(reachable && audit_ok, Ordering::Relaxed);
-            tokio::select! {
-                _ = tokio::time::sleep(READINESS_INTERVAL) => {}
-                _ = stop.cancelled() => return,
-            }
-        }
-    });
-    ready
+/// Reports the proxy ready when the upstream accepts a TCP connection and the
+/// audit log is writable. Runs when `/readyz` is requested, so an idle proxy
+/// opens no connections of its own.
+fn readiness(shared: &Shared) -> bool {
+    let address = shared.config().upstream.address.clone();
+    let reachable = address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .is_some_and(|target| std::net::TcpStream::connect_timeout(&target, READINESS_TIMEOUT).is_ok());
+    if !reachable {
+        tracing::warn!(upstream = %address, "readiness check: upstream not reachable");
+    }
+    reachable && shared.audit.is_writable()
 }
 
 fn window_event_sink(audit: Arc<AuditLog>, metrics: Arc<Metrics>) -> crate::window::EventSink {

@@ -213,7 +213,7 @@ def test_tunnel_refuses_non_loopback_listen(cluster):
 # ---- audit, metrics, readiness ----
 
 def test_audit_log_verifies_and_detects_edit(proxy):
-    denied = "DELETE FROM alembic_version WHERE version_num = 'literal-kept-out'"
+    denied = "DELETE FROM alembic_version WHERE version_num = 'literal-kept-out' /* api_key=comment-kept-out */"
     assert sqlstate_of(proxy.dsn(), denied) == "42501"
     assert sqlstate_of(proxy.dsn(), "SELECT 1") is None
     records = proxy.audit_records()
@@ -227,6 +227,7 @@ def test_audit_log_verifies_and_detects_edit(proxy):
     assert "alembic_version" in " ".join(denial["objects"])
     assert "$1" in denial["statement"]
     assert "literal-kept-out" not in proxy.audit_path.read_text()
+    assert "comment-kept-out" not in proxy.audit_path.read_text()
     assert len(denial["fingerprint"]) == 16
     assert any(r.get("event") == "session_start" for r in records)
 
