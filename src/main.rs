@@ -137,8 +137,8 @@ fn init_tracing(format: &str, to_stdout: bool) {
 }
 
 async fn tunnel(args: TunnelArgs, workers: usize) -> ExitCode {
-    let (config, rules) = match tunnel::tunnel_config(&args) {
-        Ok(built) => built,
+    let tunnel = match tunnel::tunnel_config(&args) {
+        Ok(tunnel) => tunnel,
         Err(errors) => {
             for error in errors {
                 eprintln!("error: {error}");
@@ -146,8 +146,12 @@ async fn tunnel(args: TunnelArgs, workers: usize) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    tunnel::print_instructions(&config, rules.as_deref());
-    started(schemagate::server::app::serve_config(config, rules, workers).await)
+    tunnel::print_instructions(&tunnel.config, tunnel.rules.as_deref());
+    let result = schemagate::server::app::serve_config(tunnel.config, tunnel.rules, workers).await;
+    if let Some(path) = tunnel.generated_token {
+        let _ = std::fs::remove_file(path);
+    }
+    started(result)
 }
 
 async fn serve(config_path: PathBuf, workers: usize) -> ExitCode {

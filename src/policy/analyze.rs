@@ -123,10 +123,16 @@ pub(super) fn deparse(node: &NodeEnum) -> Result<String, String> {
     node.deparse(pg_query::DeparseOptions::default()).map_err(|e| error_message(&e))
 }
 
+/// Nesting limit of prost's protobuf decoder, which decodes pg_query's parse tree.
+const MAX_PARSE_TREE_DEPTH: usize = 100;
+
 fn analyze_error(error: pg_query::Error) -> AnalyzeError {
     let message = error_message(&error);
     match error {
-        pg_query::Error::Decode(_) => AnalyzeError::TooComplex(message),
+        // prost reports the whole path of nested messages; the client needs only the cause.
+        pg_query::Error::Decode(_) => AnalyzeError::TooComplex(format!(
+            "the parse tree is nested deeper than the {MAX_PARSE_TREE_DEPTH} levels the protobuf decoder accepts"
+        )),
         _ if message.contains("stack depth limit exceeded") || message.contains("memory exhausted") => {
             AnalyzeError::TooComplex(message)
         }

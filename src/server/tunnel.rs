@@ -31,8 +31,17 @@ pub struct TunnelArgs {
     pub upstream_tls: String,
 }
 
+/// A tunnel configuration and the files it depends on.
+pub struct Tunnel {
+    pub config: Config,
+    /// The rules file to reload on SIGHUP, when one was found.
+    pub rules: Option<PathBuf>,
+    /// Admin token file the tunnel wrote for this run, removed at exit.
+    pub generated_token: Option<PathBuf>,
+}
+
 /// Builds the tunnel's configuration; each error names what to fix.
-pub fn tunnel_config(args: &TunnelArgs) -> Result<(Config, Option<PathBuf>), Vec<String>> {
+pub fn tunnel_config(args: &TunnelArgs) -> Result<Tunnel, Vec<String>> {
     let mut errors = Vec::new();
     for (name, address) in [("--listen", args.listen), ("--admin", args.admin)] {
         if !address.ip().is_loopback() {
@@ -58,14 +67,17 @@ pub fn tunnel_config(args: &TunnelArgs) -> Result<(Config, Option<PathBuf>), Vec
     if let Some(ca) = &args.upstream_ca {
         config.upstream.tls.ca = Some(ca.clone());
     }
+    let mut generated_token = None;
     if config.admin.token_file.is_none() {
-        config.admin.token_file = Some(write_token_file().map_err(|e| vec![format!("admin token file: {e}")])?);
+        let path = write_token_file().map_err(|e| vec![format!("admin token file: {e}")])?;
+        config.admin.token_file = Some(path.clone());
+        generated_token = Some(path);
     }
     let problems = config::validate(&config);
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok((config, reload_path))
+    Ok(Tunnel { config, rules: reload_path, generated_token })
 }
 
 fn tls_mode(name: &str) -> UpstreamTlsMode {
@@ -78,6 +90,7 @@ fn tls_mode(name: &str) -> UpstreamTlsMode {
 }
 
 /// Writes a random admin token to a new private file and returns its path.
+/// The tunnel removes the file when it exits.
 fn write_token_file() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::OpenOptionsExt;
     let token = hex::encode(rand::random::<[u8; 32]>());
