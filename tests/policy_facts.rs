@@ -599,3 +599,21 @@ fn cached_variant_never_changes_decision() {
         }
     }
 }
+
+#[test]
+fn search_path_schemas_are_configurable() {
+    let analyzer = Analyzer::new(16);
+    let mut config = test_config();
+    config.search_path_schemas = vec!["$user".to_string(), "public".to_string(), "tenant_a".to_string()];
+    let policy = Policy::new(&config).expect("valid config");
+    let allowed = "SET search_path = tenant_a, public";
+    assert_eq!(decide_text(&analyzer, &policy, allowed, WindowAccess::None), "A");
+    let set_config = "SELECT set_config('search_path', 'tenant_a', false)";
+    assert_eq!(decide_text(&analyzer, &policy, set_config, WindowAccess::None), "A");
+    let denied = "SET search_path = evil, public";
+    assert_eq!(decide_text(&analyzer, &policy, denied, WindowAccess::None), "D:always_deny.settings");
+    let late_catalog = "SET search_path = tenant_a, pg_catalog";
+    assert_eq!(decide_text(&analyzer, &policy, late_catalog, WindowAccess::None), "D:always_deny.settings");
+    let default_policy = test_policy();
+    assert_eq!(decide_text(&analyzer, &default_policy, allowed, WindowAccess::None), "D:always_deny.settings");
+}

@@ -11,6 +11,7 @@ impl Default for Config {
             upstream: Upstream::default(),
             limits: Limits::default(),
             protected_tables: vec!["alembic_version".to_string()],
+            search_path_schemas: ["$user", "public", "pg_temp"].iter().map(|s| s.to_string()).collect(),
             ddl: DdlRules::default(),
             always_deny: AlwaysDeny::default(),
             migrators: Vec::new(),

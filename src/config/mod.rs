@@ -21,6 +21,8 @@ pub struct Config {
     pub upstream: Upstream,
     pub limits: Limits,
     pub protected_tables: Vec<String>,
+    /// Schemas a session may put in `search_path` (pg_catalog is also accepted as the first entry).
+    pub search_path_schemas: Vec<String>,
     pub ddl: DdlRules,
     pub always_deny: AlwaysDeny,
     pub migrators: Vec<Migrator>,

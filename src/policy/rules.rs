@@ -49,6 +49,7 @@ pub struct Policy {
     ddl_deny: HashSet<String>,
     deny_statements: HashSet<String>,
     deny_functions: Vec<FunctionPattern>,
+    search_path_schemas: Vec<String>,
 }
 
 impl Policy {
@@ -77,7 +78,9 @@ impl Policy {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Policy { protected, ddl_allow, ddl_deny, deny_statements, deny_functions })
+        // Names compare as the catalog stores them: lower case unless created quoted.
+        let search_path_schemas = config.search_path_schemas.clone();
+        Ok(Policy { protected, ddl_allow, ddl_deny, deny_statements, deny_functions, search_path_schemas })
     }
 
     /// Judges every statement of a text: the first denial wins; `uses_window`
@@ -175,7 +178,7 @@ impl Policy {
         }
 
         for change in &f.settings {
-            if let Err(reason) = judge_setting(change) {
+            if let Err(reason) = judge_setting(change, &self.search_path_schemas) {
                 let name = change.name.as_deref().unwrap_or("a setting");
                 let message = format!("schemagate: {} changing {name} is denied (rule always_deny.settings)", f.tag);
                 return Err(denial("always_deny.settings", message, Some(&reason), top));

@@ -100,7 +100,7 @@ fn constant_text(node: &Value) -> Option<String> {
 }
 
 /// Checks one setting change; `Err` carries the reason it is denied.
-pub(super) fn judge_setting(change: &SettingChange) -> Result<(), String> {
+pub(super) fn judge_setting(change: &SettingChange, search_path_schemas: &[String]) -> Result<(), String> {
     match change.route {
         SettingRoute::Reset | SettingRoute::ResetAll => return Ok(()),
         SettingRoute::StoredDefault => {
@@ -124,7 +124,7 @@ pub(super) fn judge_setting(change: &SettingChange) -> Result<(), String> {
     }
 
     match name {
-        "search_path" => judge_search_path(change),
+        "search_path" => judge_search_path(change, search_path_schemas),
         "client_encoding" => judge_values(change, is_utf8, "client_encoding may only be UTF8"),
         "standard_conforming_strings" => judge_values(
             change,
@@ -150,7 +150,7 @@ fn judge_values(change: &SettingChange, ok: impl Fn(&str) -> bool, reason: &str)
 }
 
 /// Allows only `"$user"`, `public` and `pg_temp`, plus `pg_catalog` as the first entry.
-fn judge_search_path(change: &SettingChange) -> Result<(), String> {
+fn judge_search_path(change: &SettingChange, allowed: &[String]) -> Result<(), String> {
     let entries = if change.route == SettingRoute::SetConfig {
         split_identifier_list(&change.values[0]).ok_or("search_path value is not a valid list")?
     } else {
@@ -159,10 +159,11 @@ fn judge_search_path(change: &SettingChange) -> Result<(), String> {
     };
 
     for (index, entry) in entries.iter().enumerate() {
-        let safe = matches!(entry.as_str(), "$user" | "public" | "pg_temp") || (index == 0 && entry == "pg_catalog");
+        let safe = allowed.iter().any(|schema| schema == entry) || (index == 0 && entry == "pg_catalog");
         if !safe {
             return Err(format!(
-                "search_path may only contain \"$user\", public and pg_temp, with pg_catalog only first (found {entry:?})"
+                "search_path may only contain the schemas in search_path_schemas ({}), with pg_catalog only first (found {entry:?})",
+                allowed.join(", ")
             ));
         }
     }
