@@ -3,11 +3,11 @@
 //!
 //! No fact the policy reads comes from a numeric literal: relations,
 //! functions, settings and bodies are names and strings. The lexer below is
-//! deliberately small and gives up (returns `None`, so the exact text is the
-//! key) on anything whose lexing depends on context it does not track:
+//! deliberately small. It returns `None`, so that the exact text is the key,
+//! whenever lexing depends on context it does not track. That covers
 //! backslashes, prefixed strings (`E'..'`, `B'..'`, `X'..'`, `N'..'`),
-//! Unicode escapes (`U&`), dollar quoting, non-ASCII bytes, and unterminated
-//! strings or comments.
+//! Unicode escapes (`U&`), dollar quoting, non-ASCII bytes, and
+//! unterminated strings or comments.
 
 /// Returns `sql` with every numeric literal replaced by `?`, or `None` when the
 /// text contains anything this lexer does not fully understand.

@@ -1,5 +1,5 @@
-//! Schema objects that let later writes to one table change another: a
-//! child or partition writes rows that scans of its parent return, and a
+//! Schema objects that let later writes to one table change another. Rows
+//! written to a child table or partition appear in scans of its parent. A
 //! foreign key with a CASCADE, SET NULL or SET DEFAULT action writes the
 //! referencing table when the referenced one changes.
 
