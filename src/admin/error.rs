@@ -35,8 +35,8 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
-    /// A server-side failure; the caller sees a generic message and the
-    /// detail goes to the log.
+    /// Builds the error for a server-side failure. The caller gets a generic
+    /// message and the detail goes to the log.
     pub fn internal(detail: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "admin request failed");
         ApiError::new(

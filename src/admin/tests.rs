@@ -352,7 +352,7 @@ async fn no_token_rejects_changes() {
     let harness = harness(None);
     let app = router(harness.state.clone());
 
-    // Without a configured token nothing but the health endpoints answers.
+    // Without a configured token only the health endpoints respond.
     for path in ["/v1/windows", "/v1/sessions", "/metrics"] {
         let (status, _) = send(&app, Method::GET, path, None, None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");

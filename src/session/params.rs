@@ -1,7 +1,7 @@
 //! Validation of client startup parameters.
 //!
 //! Only settings that cannot change how statements are parsed or who runs
-//! them may be set at startup; everything else is rejected before it reaches
+//! them may be set at startup. Everything else is rejected before it reaches
 //! the server.
 
 use crate::protocol::backend::ProxyError;

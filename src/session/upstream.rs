@@ -4,12 +4,12 @@
 //! Authentication is relayed unchanged between the two legs, except in one
 //! case. When both legs use TLS and the server requests SASL, the proxy
 //! requests the client's password with AuthenticationCleartextPassword
-//! (the client leg is encrypted) and runs SCRAM with the server itself:
-//! SCRAM-SHA-256-PLUS bound to the server certificate (`tls-server-end-point`)
-//! when the server offers it, else SCRAM-SHA-256 with the gs2 flag `n`. A
-//! relayed exchange cannot work there, because a client that sees TLS but no
-//! PLUS offer sends the gs2 flag `y`, which a TLS server must reject as a
-//! downgrade, and the flag is covered by the client proof. The client sees
+//! (the client leg is encrypted) and runs SCRAM with the server itself. It
+//! uses SCRAM-SHA-256-PLUS bound to the server certificate
+//! (`tls-server-end-point`) when the server offers it, else SCRAM-SHA-256
+//! with the gs2 flag `n`. A relayed exchange cannot work there. A client on
+//! TLS that gets no PLUS offer sends the gs2 flag `y`, which a TLS server must
+//! reject as a downgrade, and the client proof covers the flag. The client sees
 //! the server's AuthenticationOk or ErrorResponse, so a wrong password still
 //! ends with the server's 28P01. A client that insists on channel binding
 //! (libpq's `channel_binding=require`) refuses the cleartext request.
@@ -381,7 +381,7 @@ async fn after_authentication(
             b'E' => {
                 out.extend_from_slice(&frame.bytes);
                 write(client_writer, &out).await?;
-                return Err(SetupError::Relayed("the server refused the session".into()));
+                return Err(SetupError::Relayed("the server rejected the session after authentication".into()));
             }
             b'N' => out.extend_from_slice(&frame.bytes),
             other => return Err(bad_server(&format!("unexpected message type {:?} after authentication", other as char)).into()),

@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 
 use super::{SessionTerminator, WindowManager};
 
-/// Longest single sleep, so that a wall-clock change is noticed within this
+/// Maximum single sleep, so that a wall-clock change is noticed within this
 /// time even when no window changes in between.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 

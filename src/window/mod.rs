@@ -27,7 +27,7 @@ pub use clock::{Clock, SystemClock};
 pub use identity::is_migrator;
 pub use manager::WindowManager;
 
-/// Who a client session is, as far as window decisions go.
+/// Identity of a client session, as window decisions use it.
 #[derive(Debug, Clone)]
 pub struct SessionIdentity {
     pub session_id: u64,

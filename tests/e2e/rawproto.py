@@ -330,7 +330,7 @@ class RawClient:
         return data
 
     def read_byte(self):
-        """Read the one-byte answer to an SSLRequest or GSSENCRequest."""
+        """Read the one-byte response to an SSLRequest or GSSENCRequest."""
         return self.read_exact(1)
 
     def read_message(self):
@@ -380,7 +380,7 @@ class RawClient:
         self.send(startup_message(pairs, version))
 
     def start_tls(self, server_hostname=None, context=None):
-        """Send SSLRequest; on 'S' wrap the socket in TLS. Return the answer byte."""
+        """Send SSLRequest; on 'S' wrap the socket in TLS. Return the response byte."""
         self.send(ssl_request())
         answer = self.read_byte()
         if answer == b"S":

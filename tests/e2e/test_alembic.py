@@ -318,7 +318,7 @@ def test_enum_do_block_denied_to_app(gateway, oracle):
 )
 def test_do_block_writing_version_denied(cluster, gateway, oracle, body):
     cluster.reset_app_db()
-    # With the grant, PostgreSQL itself would run the UPDATE: only schemagate stands in the way.
+    # With the grant, PostgreSQL itself would run the UPDATE: only schemagate prevents it.
     oracle("GRANT ALL ON public.alembic_version TO migrator")
     gateway.open_window(reason="DO block with a hidden version write")
     block = f"DO $$ BEGIN CREATE TYPE gadget_kind AS ENUM ('small'); {body} END $$;"
