@@ -10,7 +10,7 @@ use pg_query::{NodeEnum, ParserOptions};
 
 use super::cache_key::numeric_literal_key;
 use super::facts::{statement_facts, Builder};
-use super::{Analysis, AnalyzeError, ParseOptions};
+use super::{AllowedMark, Analysis, AnalyzeError, ParseOptions};
 
 /// Texts longer than this are analyzed every time instead of being cached,
 /// so one large statement cannot hold much memory in the cache.
@@ -94,7 +94,7 @@ fn analyze_uncached(sql: &str, opts: ParseOptions) -> Result<Analysis, AnalyzeEr
             statements.push(statement_facts(node, builder)?);
         }
     }
-    Ok(Analysis { statements, text: sql.to_string() })
+    Ok(Analysis { statements, text: sql.to_string(), allowed_anywhere: AllowedMark::default() })
 }
 
 /// Parses `sql` in parse `mode` (0 for statements, 2 for a PL/pgSQL

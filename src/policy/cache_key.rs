@@ -11,22 +11,28 @@
 
 /// Returns `sql` with every numeric literal replaced by `?`, or `None` when the
 /// text contains anything this lexer does not fully understand.
+///
+/// This runs on every statement, so it copies runs of ordinary bytes at once
+/// and looks closer only at bytes that can start a token it cares about.
 pub fn numeric_literal_key(sql: &str) -> Option<String> {
     let bytes = sql.as_bytes();
     if !bytes.is_ascii() || bytes.contains(&b'\\') {
         return None;
     }
-    let mut key = String::with_capacity(sql.len());
+    let mut key = Vec::with_capacity(bytes.len());
+    let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
         let byte = bytes[i];
+        if !starts_token(byte) {
+            i += 1;
+            continue;
+        }
+
         let next = bytes.get(i + 1).copied();
-        let end = match byte {
+        i = match byte {
             b'\'' | b'"' => {
-                if byte == b'\'' && i > 0 && (is_identifier_byte(bytes[i - 1]) || bytes[i - 1] == b'&') {
-                    return None;
-                }
-                if byte == b'"' && i > 0 && bytes[i - 1] == b'&' {
+                if is_prefixed_quote(bytes, i) {
                     return None;
                 }
                 quoted_end(bytes, i, byte)?
@@ -35,17 +41,30 @@ pub fn numeric_literal_key(sql: &str) -> Option<String> {
             b'/' if next == Some(b'*') => block_comment_end(bytes, i)?,
             b'$' if !next.is_some_and(|b| b.is_ascii_digit()) => return None,
             b'0'..=b'9' if i == 0 || !is_identifier_byte(bytes[i - 1]) => {
-                let end = digits_end(bytes, i);
-                key.push('?');
-                i = end;
-                continue;
+                key.extend_from_slice(&bytes[copied..i]);
+                key.push(b'?');
+                copied = digits_end(bytes, i);
+                copied
             }
             _ => i + 1,
         };
-        key.push_str(&sql[i..end]);
-        i = end;
     }
-    Some(key)
+    key.extend_from_slice(&bytes[copied..]);
+    String::from_utf8(key).ok()
+}
+
+/// Bytes that may begin a quote, a comment, a parameter or a number.
+fn starts_token(byte: u8) -> bool {
+    matches!(byte, b'\'' | b'"' | b'-' | b'/' | b'$' | b'0'..=b'9')
+}
+
+/// A quote right after an identifier byte (`E'`, `B'`, `U&'`, `U&"`) opens a
+/// string whose lexing this module does not follow.
+fn is_prefixed_quote(bytes: &[u8], i: usize) -> bool {
+    let Some(&previous) = i.checked_sub(1).and_then(|p| bytes.get(p)) else {
+        return false;
+    };
+    previous == b'&' || (bytes[i] == b'\'' && is_identifier_byte(previous))
 }
 
 /// Removes `--` and `/* */` comments, which normalization keeps and which may

@@ -3,6 +3,7 @@
 //! checks call the same code.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 mod analyze;
@@ -42,6 +43,32 @@ pub struct Analysis {
     pub statements: Vec<StatementFacts>,
     /// The analyzed SQL text, for audit records.
     pub text: String,
+    /// Set once the text is known to be allowed without any window or session state.
+    pub allowed_anywhere: AllowedMark,
+}
+
+/// The policy generation under which an analysis was allowed with no window
+/// and no reference to session state such as SQL-level prepared statements.
+/// Such a decision holds for every session until the next reload, so the
+/// proxy can skip judging the text again.
+#[derive(Debug, Default)]
+pub struct AllowedMark(AtomicU64);
+
+impl AllowedMark {
+    /// Marks the analysis as allowed under `generation`.
+    pub fn set(&self, generation: u64) {
+        self.0.store(generation.wrapping_add(1), Ordering::Release);
+    }
+
+    pub fn holds_for(&self, generation: u64) -> bool {
+        self.0.load(Ordering::Acquire) == generation.wrapping_add(1)
+    }
+}
+
+impl Clone for AllowedMark {
+    fn clone(&self) -> Self {
+        AllowedMark(AtomicU64::new(self.0.load(Ordering::Acquire)))
+    }
 }
 
 /// Failure to analyze a SQL text. The session denies such text.

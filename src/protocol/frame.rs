@@ -75,6 +75,62 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Waits until a complete frame is buffered, leaving it in place. Returns
+    /// `false` at a clean end of stream. With [`Self::frame_at`] and
+    /// [`Self::consume`], this lets a relay forward buffered frames without
+    /// splitting or copying them.
+    pub async fn fill(&mut self) -> Result<bool, FrameError> {
+        loop {
+            if self.frame_at(0)?.is_some() {
+                return Ok(true);
+            }
+            self.reserve_for_next_read()?;
+            if self.inner.read_buf(&mut self.buffer).await? == 0 {
+                if self.buffer.is_empty() {
+                    return Ok(false);
+                }
+                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// The bytes read and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    /// Tag and total length of the frame starting at `offset` of the buffered
+    /// bytes, or `None` when it is not complete yet.
+    pub fn frame_at(&self, offset: usize) -> Result<Option<(u8, usize)>, FrameError> {
+        complete_frame(self.buffer.get(offset..).unwrap_or_default(), self.limit)
+    }
+
+    /// The body size limit for frames not yet consumed.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Makes room for the rest of a frame whose header is buffered, which the
+    /// limit bounds, or else for a full socket read.
+    fn reserve_for_next_read(&mut self) -> Result<(), FrameError> {
+        if let Some(header) = self.buffer.get(..5) {
+            let total = checked_length(i32::from_be_bytes([header[1], header[2], header[3], header[4]]), self.limit)? + 1;
+            if total > self.buffer.len() {
+                self.buffer.reserve(total - self.buffer.len());
+                return Ok(());
+            }
+        }
+        if self.buffer.capacity() - self.buffer.len() < READ_CHUNK / 2 {
+            self.buffer.reserve(READ_CHUNK);
+        }
+        Ok(())
+    }
+
+    /// Drops the first `n` buffered bytes, which the caller has handled.
+    pub fn consume(&mut self, n: usize) {
+        self.buffer.advance(n);
+    }
+
     /// Returns a frame that is already complete in the buffer, without reading.
     pub fn buffered_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         self.split_frame()
@@ -109,6 +165,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let bytes = self.buffer.split_to(total);
         Ok(Some(Frame { tag: bytes[0], bytes }))
     }
+}
+
+/// Tag and total length of the frame at the start of `bytes`, or `None`
+/// when `bytes` holds only part of it.
+pub fn complete_frame(bytes: &[u8], limit: usize) -> Result<Option<(u8, usize)>, FrameError> {
+    let Some(header) = bytes.get(..5) else {
+        return Ok(None);
+    };
+    let total = checked_length(i32::from_be_bytes([header[1], header[2], header[3], header[4]]), limit)? + 1;
+    Ok((bytes.len() >= total).then_some((header[0], total)))
 }
 
 /// Validates a self-inclusive length field against the limit on the body.

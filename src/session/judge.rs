@@ -278,6 +278,13 @@ impl Judge {
     /// Applies the policy with the session's current window access, binding to
     /// a window when needed. Returns whether the statement needed the window.
     fn decide(&mut self, analysis: &Analysis) -> Result<bool, ProxyError> {
+        // Read before the policy, so a reload in between only makes the mark stale.
+        let generation = self.shared.policy_generation();
+        if analysis.allowed_anywhere.holds_for(generation) {
+            self.shared.metrics.statement(MetricDecision::Allow, first_tag(analysis));
+            return Ok(false);
+        }
+
         let started = std::time::Instant::now();
         let policy = self.shared.policy();
         let access = self.shared.windows.access(&self.identity);
@@ -298,9 +305,10 @@ impl Judge {
             }
         }
 
-        let tag = analysis.statements.first().map(|s| s.tag.as_str()).unwrap_or("EMPTY");
+        let tag = first_tag(analysis);
         match decision {
             Decision::Allow { uses_window } => {
+                self.mark_allowed_anywhere(analysis, uses_window, generation);
                 let result = self.audit_allowed(analysis, uses_window);
                 let outcome = if result.is_ok() { MetricDecision::Allow } else { MetricDecision::Deny };
                 self.shared.metrics.statement(outcome, tag);
@@ -317,6 +325,15 @@ impl Judge {
                 Err(error)
             }
         }
+    }
+
+    /// Marks a text allowed for every session when nothing about this session
+    /// decided it, and when allowed statements are not audited one by one.
+    fn mark_allowed_anywhere(&self, analysis: &Analysis, uses_window: bool, generation: u64) {
+        if uses_window || executes_prepared(analysis) || self.shared.config().audit.log_allowed {
+            return;
+        }
+        analysis.allowed_anywhere.set(generation);
     }
 
     /// Records an allowed statement; a window-dependent one is denied when the audit log fails under `on_failure: deny`.
@@ -384,8 +401,16 @@ impl Judge {
 
 /// True when the text runs a SQL-level prepared statement, whose body the
 /// session may learn only later.
+fn first_tag(analysis: &Analysis) -> &str {
+    analysis.statements.first().map(|s| s.tag.as_str()).unwrap_or("EMPTY")
+}
+
+/// Whether any statement, nested ones included, runs an SQL-level prepared statement.
 fn executes_prepared(analysis: &Analysis) -> bool {
-    analysis.statements.iter().any(|statement| statement.executes.is_some())
+    fn executes(facts: &StatementFacts) -> bool {
+        facts.executes.is_some() || facts.nested.iter().any(executes)
+    }
+    analysis.statements.iter().any(executes)
 }
 
 /// Adds the normalized statement (literals replaced, so no data or passwords),

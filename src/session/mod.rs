@@ -6,6 +6,7 @@ mod io;
 mod judge;
 mod negotiate;
 mod params;
+mod race;
 mod relay;
 mod shared;
 mod upstream;
@@ -35,6 +36,10 @@ use crate::server::{CancelTarget, SessionInfo};
 use crate::window::SessionIdentity;
 
 /// Serves one accepted TCP connection to its end.
+///
+/// Startup and teardown run inside the session's tracing span. The relay
+/// loop does not: entering a span on every poll costs more than relaying a
+/// small message, so its events name the session themselves.
 pub async fn handle_client(shared: Arc<Shared>, tcp: TcpStream, client_addr: SocketAddr, over_limit: bool, shutdown: CancellationToken) {
     let session_id = shared.next_session_id();
     let span = tracing::info_span!(
@@ -45,28 +50,44 @@ pub async fn handle_client(shared: Arc<Shared>, tcp: TcpStream, client_addr: Soc
         database = tracing::field::Empty,
         application_name = tracing::field::Empty,
     );
-    async move {
-        tracing::debug!("connection accepted");
-        let _ = tcp.set_nodelay(true);
-        let startup_timeout = shared.config().limits.startup_timeout;
-        let negotiated = match tokio::time::timeout(startup_timeout, negotiate::negotiate(&shared, tcp)).await {
-            Ok(Ok(negotiated)) => negotiated,
-            Ok(Err(rejection)) => return reject(&shared, rejection).await,
-            Err(_) => {
-                shared.metrics.connection_refused(RefusalReason::StartupTimeout);
-                return tracing::info!("startup timed out");
-            }
-        };
-        let Negotiated::Startup(hello) = negotiated else { return };
-        if over_limit {
-            let error = ProxyError::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already (limits.max_connections)");
-            return send_fatal(hello.stream, &error).await;
+    let opened = open(shared, tcp, session_id, client_addr, over_limit, shutdown).instrument(span.clone()).await;
+    let Some(mut session) = opened else { return };
+
+    let end = session.relay().await;
+    session.close(end).instrument(span).await;
+}
+
+/// Accepts the connection, negotiates and starts the upstream session.
+async fn open(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    session_id: u64,
+    client_addr: SocketAddr,
+    over_limit: bool,
+    shutdown: CancellationToken,
+) -> Option<Session> {
+    tracing::debug!("connection accepted");
+    let _ = tcp.set_nodelay(true);
+    let startup_timeout = shared.config().limits.startup_timeout;
+    let negotiated = match tokio::time::timeout(startup_timeout, negotiate::negotiate(&shared, tcp)).await {
+        Ok(Ok(negotiated)) => negotiated,
+        Ok(Err(rejection)) => {
+            reject(&shared, rejection).await;
+            return None;
         }
-        serve(shared, hello, session_id, client_addr, startup_timeout, shutdown).await;
-        tracing::debug!("connection closed");
+        Err(_) => {
+            shared.metrics.connection_refused(RefusalReason::StartupTimeout);
+            tracing::info!("startup timed out");
+            return None;
+        }
+    };
+    let Negotiated::Startup(hello) = negotiated else { return None };
+    if over_limit {
+        let error = ProxyError::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already (limits.max_connections)");
+        send_fatal(hello.stream, &error).await;
+        return None;
     }
-    .instrument(span)
-    .await
+    serve(shared, hello, session_id, client_addr, startup_timeout, shutdown).await
 }
 
 async fn reject(shared: &Shared, rejection: negotiate::Rejection) {
@@ -87,7 +108,48 @@ async fn send_fatal(mut stream: BoxedIo, error: &ProxyError) {
     let _ = stream.shutdown().await;
 }
 
-/// Validates startup parameters, connects upstream, relays authentication, then relays the session.
+/// A session past authentication: both legs and the judge of its statements.
+struct Session {
+    shared: Arc<Shared>,
+    identity: SessionIdentity,
+    application_name: String,
+    client_reader: FrameReader<IoReader>,
+    client_writer: IoWriter,
+    server_reader: FrameReader<IoReader>,
+    server_writer: IoWriter,
+    cancel_key: (i32, i32),
+    terminate: CancellationToken,
+    judge: Mutex<Judge>,
+}
+
+impl Session {
+    async fn relay(&mut self) -> End {
+        let metrics = self.shared.metrics.clone();
+        let session_id = self.identity.session_id;
+        let legs = relay::Legs {
+            client_reader: &mut self.client_reader,
+            client_writer: &mut self.client_writer,
+            server_reader: &mut self.server_reader,
+            server_writer: &mut self.server_writer,
+        };
+        relay::run(&self.judge, legs, &self.terminate, &metrics, session_id).await
+    }
+
+    async fn close(mut self, end: End) {
+        let shared = &self.shared;
+        audit_attack(shared, &end, &self.identity);
+        finish(end, &mut self.client_writer, &mut self.server_writer).await;
+
+        let session_id = self.identity.session_id;
+        shared.cancels.remove(self.cancel_key.0, self.cancel_key.1);
+        shared.registry.remove(session_id);
+        shared.windows.release(session_id);
+        audit_session(shared, "session_end", &self.identity, &self.application_name);
+        tracing::info!("session ended");
+    }
+}
+
+/// Validates startup parameters, connects upstream and relays authentication.
 async fn serve(
     shared: Arc<Shared>,
     hello: ClientHello,
@@ -95,14 +157,15 @@ async fn serve(
     client_addr: SocketAddr,
     startup_timeout: std::time::Duration,
     shutdown: CancellationToken,
-) {
+) -> Option<Session> {
     let ClientHello { stream, tls, client_cert_subject, minor_version, params } = hello;
     let params = match params::validate(params) {
         Ok(params) => params,
         Err(error) => {
             shared.metrics.connection_refused(RefusalReason::StartupRejected);
             tracing::info!(reason = %error.message, "startup parameters rejected");
-            return send_fatal(stream, &error).await;
+            send_fatal(stream, &error).await;
+            return None;
         }
     };
     let span = tracing::Span::current();
@@ -117,7 +180,7 @@ async fn serve(
         let mut out = BytesMut::new();
         backend::negotiate_protocol_version(params.unsupported_protocol_options.clone(), &mut out);
         if client_writer.write_all(&out).await.is_err() {
-            return;
+            return None;
         }
     }
 
@@ -129,11 +192,11 @@ async fn serve(
         client_cert_subject: client_cert_subject.clone(),
     };
     let setup = tokio::time::timeout(startup_timeout, start_upstream(&shared, &params, &mut client_reader, &mut client_writer, tls));
-    let (mut server_reader, mut server_writer, cancel_key) = match setup.await {
+    let (server_reader, server_writer, cancel_key) = match setup.await {
         Ok(Ok(connected)) => connected,
         Ok(Err(upstream::SetupError::Relayed(reason))) => {
             tracing::info!(%reason, "session setup failed");
-            return;
+            return None;
         }
         Ok(Err(upstream::SetupError::Proxy(error))) => {
             if error.sqlstate == sqlstate::CONNECTION_FAILURE {
@@ -141,11 +204,11 @@ async fn serve(
             }
             tracing::info!(reason = %error.message, "session setup failed");
             let _ = client_writer.write_all(&error.to_bytes()).await;
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!("authentication timed out");
-            return;
+            return None;
         }
     };
     client_reader.set_limit(limit);
@@ -156,16 +219,18 @@ async fn serve(
     tracing::info!("session started");
 
     let judge = Mutex::new(Judge::new(shared.clone(), identity.clone(), params.application_name.clone()));
-    let metrics = shared.metrics.clone();
-    let end = relay::run(&judge, &mut client_reader, &mut client_writer, &mut server_reader, &mut server_writer, &terminate, &metrics).await;
-    audit_attack(&shared, &end, &identity);
-    finish(end, &mut client_writer, &mut server_writer).await;
-
-    shared.cancels.remove(cancel_key.0, cancel_key.1);
-    shared.registry.remove(session_id);
-    shared.windows.release(session_id);
-    audit_session(&shared, "session_end", &identity, &params.application_name);
-    tracing::info!("session ended");
+    Some(Session {
+        shared,
+        identity,
+        application_name: params.application_name,
+        client_reader,
+        client_writer,
+        server_reader,
+        server_writer,
+        cancel_key,
+        terminate,
+        judge,
+    })
 }
 
 type Upstream = (FrameReader<IoReader>, IoWriter, (i32, i32));

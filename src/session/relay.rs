@@ -2,6 +2,10 @@
 //! forwarded or substituted. Server messages are forwarded in batches, with
 //! ParameterStatus checked and substituted errors rewritten.
 
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
+
 use parking_lot::Mutex;
 
 use bytes::BytesMut;
@@ -10,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::{IoReader, IoWriter};
 use super::judge::Judge;
+use super::race::Branches;
 use crate::metrics::{Direction, Metrics};
 use crate::protocol::backend::{self, ProxyError};
-use crate::protocol::frame::{Frame, FrameError, FrameReader};
+use crate::protocol::frame::{complete_frame, Frame, FrameError, FrameReader};
 use crate::protocol::{frontend, sqlstate};
 
 /// Bytes gathered before a write, so small messages go out together.
@@ -30,21 +35,32 @@ pub enum End {
     Fatal(ProxyError),
 }
 
+/// The two legs of a session, each split into its reading and writing half.
+pub struct Legs<'a> {
+    pub client_reader: &'a mut FrameReader<IoReader>,
+    pub client_writer: &'a mut IoWriter,
+    pub server_reader: &'a mut FrameReader<IoReader>,
+    pub server_writer: &'a mut IoWriter,
+}
+
 /// Runs both directions until one ends or `terminate` fires.
-pub async fn run(
-    judge: &Mutex<Judge>,
-    client_reader: &mut FrameReader<IoReader>,
-    client_writer: &mut IoWriter,
-    server_reader: &mut FrameReader<IoReader>,
-    server_writer: &mut IoWriter,
-    terminate: &CancellationToken,
-    metrics: &Metrics,
-) -> End {
-    tokio::select! {
-        end = client_to_server(judge, client_reader, server_writer, metrics) => end,
-        end = server_to_client(judge, server_reader, client_writer, metrics) => end,
-        _ = terminate.cancelled() => End::Terminated,
-    }
+pub async fn run(judge: &Mutex<Judge>, legs: Legs<'_>, terminate: &CancellationToken, metrics: &Metrics, session_id: u64) -> End {
+    let mut upward = pin!(client_to_server(judge, legs.client_reader, legs.server_writer, metrics));
+    let mut downward = pin!(server_to_client(judge, legs.server_reader, legs.client_writer, metrics, session_id));
+    let mut terminated = pin!(terminate.cancelled());
+    let branches = Branches::<3>::new();
+
+    poll_fn(|cx| {
+        branches.follow_task(cx);
+        if let Poll::Ready(end) = branches.poll(0, upward.as_mut()) {
+            return Poll::Ready(end);
+        }
+        if let Poll::Ready(end) = branches.poll(1, downward.as_mut()) {
+            return Poll::Ready(end);
+        }
+        branches.poll(2, terminated.as_mut()).map(|()| End::Terminated)
+    })
+    .await
 }
 
 async fn client_to_server(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReader>, writer: &mut IoWriter, metrics: &Metrics) -> End {
@@ -100,80 +116,126 @@ fn client_frame_error(error: FrameError) -> End {
     }
 }
 
-async fn server_to_client(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReader>, writer: &mut IoWriter, metrics: &Metrics) -> End {
-    let mut out = BytesMut::with_capacity(8192);
+/// Forwards server messages straight from the read buffer. Only ErrorResponse,
+/// ParameterStatus and ReadyForQuery are looked at; everything else, DataRow
+/// above all, goes out without being split or copied.
+async fn server_to_client(
+    judge: &Mutex<Judge>,
+    reader: &mut FrameReader<IoReader>,
+    writer: &mut IoWriter,
+    metrics: &Metrics,
+    session_id: u64,
+) -> End {
     loop {
-        let frame = match reader.next_frame().await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return End::ServerClosed,
-            Err(error) => return server_frame_error(error),
+        match reader.fill().await {
+            Ok(true) => {}
+            Ok(false) => return End::ServerClosed,
+            Err(error) => return server_frame_error(error, session_id),
+        }
+
+        let forwarding = forward_buffered(judge, reader.buffered(), reader.limit(), writer, session_id);
+        let (forwarded, result) = match forwarding.await {
+            Ok(forwarded) => (forwarded, Ok(())),
+            Err(Failure { forwarded, end }) => (forwarded, Err(end)),
         };
-        if let Err(error) = server_message(judge, frame, &mut out) {
-            let _ = writer.write_all(&out).await;
-            return End::Fatal(error);
+        reader.consume(forwarded);
+        metrics.bytes(Direction::ServerToClient, forwarded as u64);
+        if let Err(end) = result {
+            return end;
         }
-        loop {
-            match reader.buffered_frame() {
-                Ok(Some(frame)) => {
-                    if let Err(error) = server_message(judge, frame, &mut out) {
-                        let _ = writer.write_all(&out).await;
-                        return End::Fatal(error);
-                    }
-                    if out.len() >= FLUSH_THRESHOLD {
-                        if writer.write_all(&out).await.is_err() {
-                            return End::ClientClosed;
-                        }
-                        out.clear();
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => return server_frame_error(error),
-            }
-        }
-        if writer.write_all(&out).await.is_err() {
-            return End::ClientClosed;
-        }
-        metrics.bytes(Direction::ServerToClient, out.len() as u64);
-        out.clear();
         if judge.lock().server_sent_fatal {
             return End::ServerFatal;
         }
     }
 }
 
-fn server_frame_error(error: FrameError) -> End {
+/// How forwarding stopped, and how many buffered bytes were handled first.
+struct Failure {
+    forwarded: usize,
+    end: End,
+}
+
+/// Writes every complete buffered frame to the client, replacing the ones
+/// the judge substitutes. Returns the number of buffered bytes handled.
+async fn forward_buffered(
+    judge: &Mutex<Judge>,
+    buffered: &[u8],
+    limit: usize,
+    writer: &mut IoWriter,
+    session_id: u64,
+) -> Result<usize, Failure> {
+    let mut written = 0;
+    let mut offset = 0;
+    let mut outcome = Ok(());
+    loop {
+        let (tag, total) = match complete_frame(&buffered[offset..], limit) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error) => {
+                outcome = Err(server_frame_error(error, session_id));
+                break;
+            }
+        };
+        match server_message(judge, tag, &buffered[offset + 5..offset + total]) {
+            Ok(None) => {}
+            Ok(Some(replacement)) => {
+                write_or_end(writer, &buffered[written..offset], offset).await?;
+                write_or_end(writer, &replacement, offset).await?;
+                written = offset + total;
+            }
+            Err(error) => {
+                outcome = Err(End::Fatal(error));
+                break;
+            }
+        }
+        offset += total;
+    }
+
+    write_or_end(writer, &buffered[written..offset], offset).await?;
+    outcome.map(|()| offset).map_err(|end| Failure { forwarded: offset, end })
+}
+
+async fn write_or_end(writer: &mut IoWriter, bytes: &[u8], forwarded: usize) -> Result<(), Failure> {
+    if bytes.is_empty() || writer.write_all(bytes).await.is_ok() {
+        return Ok(());
+    }
+    Err(Failure { forwarded, end: End::ClientClosed })
+}
+
+fn server_frame_error(error: FrameError, session_id: u64) -> End {
     match error {
         FrameError::Io(_) => End::ServerClosed,
         other => {
-            tracing::warn!(error = %other, "invalid frame from the upstream server");
+            tracing::warn!(session = session_id, error = %other, "invalid frame from the upstream server");
             End::Fatal(ProxyError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid message from the upstream server: {other}")))
         }
     }
 }
 
-/// Inspects one server message and appends what the client gets.
-fn server_message(judge: &Mutex<Judge>, frame: Frame, out: &mut BytesMut) -> Result<(), ProxyError> {
-    match frame.tag {
+/// Inspects one server message. Returns the bytes the client gets in its
+/// place when it is the error of a substituted statement.
+fn server_message(judge: &Mutex<Judge>, tag: u8, body: &[u8]) -> Result<Option<BytesMut>, ProxyError> {
+    match tag {
         b'E' => {
             let mut judge = judge.lock();
-            if let Some(error) = judge.substitutions.take_for(frame.body()) {
-                error.encode(out);
-                return Ok(());
+            if let Some(error) = judge.substitutions.take_for(body) {
+                let mut replacement = BytesMut::new();
+                error.encode(&mut replacement);
+                return Ok(Some(replacement));
             }
-            if is_fatal(frame.body()) {
+            if is_fatal(body) {
                 judge.server_sent_fatal = true;
             }
         }
-        b'S' => check_parameter_status(frame.body())?,
+        b'S' => check_parameter_status(body)?,
         b'Z' => {
-            if let Some(status) = frame.body().first() {
+            if let Some(status) = body.first() {
                 judge.lock().transaction_status = *status;
             }
         }
         _ => {}
     }
-    out.extend_from_slice(&frame.bytes);
-    Ok(())
+    Ok(None)
 }
 
 fn is_fatal(body: &[u8]) -> bool {
@@ -195,7 +257,6 @@ pub fn check_parameter_status(body: &[u8]) -> Result<(), ProxyError> {
     if safe {
         return Ok(());
     }
-    tracing::warn!(parameter = name, value, "server reported a parsing-relevant setting change; ending the session");
     Err(ProxyError::fatal(
         sqlstate::INSUFFICIENT_PRIVILEGE,
         format!("the server reports {name} = {value}, which schemagate does not allow; the session ends"),
