@@ -30,7 +30,7 @@ type CacheEntry = Result<Arc<Analysis>, AnalyzeError>;
 pub struct Analyzer {
     /// One cache per `standard_conforming_strings` value, keyed by text, so a
     /// lookup borrows the text instead of allocating a key.
-    cache: Option<[parking_lot::Mutex<LruCache<String, CacheEntry>>; 2]>,
+    cache: Option<[parking_lot::Mutex<LruCache<Box<[u8]>, CacheEntry>>; 2]>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -59,7 +59,7 @@ impl Analyzer {
         // Texts that differ only in numeric literals share an entry. The exact
         // text is the key whenever the key lexer gives up.
         let normalized = numeric_literal_key(sql);
-        let key = normalized.as_deref().unwrap_or(sql);
+        let key = normalized.as_deref().unwrap_or(sql.as_bytes());
         if let Some(entry) = cache.lock().get(key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return entry.clone();
@@ -67,7 +67,8 @@ impl Analyzer {
         self.misses.fetch_add(1, Ordering::Relaxed);
 
         let entry = analyze_uncached(sql, opts).map(Arc::new);
-        cache.lock().put(normalized.unwrap_or_else(|| sql.to_string()), entry.clone());
+        let key = normalized.unwrap_or_else(|| sql.as_bytes().to_vec());
+        cache.lock().put(key.into_boxed_slice(), entry.clone());
         entry
     }
 

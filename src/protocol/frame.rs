@@ -24,6 +24,19 @@ impl Frame {
     }
 }
 
+/// One complete protocol message borrowed from a buffer, header included.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub tag: u8,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    pub fn body(&self) -> &'a [u8] {
+        &self.bytes[5..]
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("invalid message length {0}")]

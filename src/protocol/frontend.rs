@@ -3,6 +3,8 @@
 //! Every decoder checks the whole body: a string must end inside the message
 //! and nothing may follow the last field, as Postgres requires.
 
+use std::ffi::CStr;
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid message format: {0}")]
 pub struct FormatError(pub &'static str);
@@ -66,8 +68,9 @@ pub fn execute_portal(body: &[u8]) -> Result<&[u8], FormatError> {
 }
 
 fn cstring(bytes: &[u8]) -> Result<(&[u8], &[u8]), FormatError> {
-    let end = bytes.iter().position(|b| *b == 0).ok_or(FormatError("unterminated string"))?;
-    Ok((&bytes[..end], &bytes[end + 1..]))
+    // `CStr` finds the terminator with a word-at-a-time search.
+    let text = CStr::from_bytes_until_nul(bytes).map_err(|_| FormatError("unterminated string"))?.to_bytes();
+    Ok((text, &bytes[text.len() + 1..]))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::deny::Substitutions;
+use super::names::NameMap;
 use super::relay::{check_empty_body, query_text};
 use super::Shared;
 use crate::audit::AuditRecord;
@@ -14,7 +15,7 @@ use crate::config::AuditFailureMode;
 use crate::metrics::Decision as MetricDecision;
 use crate::policy::{Analysis, AnalyzeError, Decision, Denial, ParseOptions, SessionContext, StatementFacts, WindowAccess};
 use crate::protocol::backend::ProxyError;
-use crate::protocol::frame::Frame;
+use crate::protocol::frame::Message;
 use crate::protocol::{frontend, sqlstate};
 use crate::window::SessionIdentity;
 
@@ -32,7 +33,6 @@ struct PreparedStatement {
     /// window. Such a decision cannot change until the policy is reloaded, so
     /// a Bind then skips judging.
     stable_under: Option<u64>,
-    tag: String,
 }
 
 /// Outcome of judging one SQL text.
@@ -49,10 +49,10 @@ pub struct Judge {
     /// Every analysis ever parsed under a protocol statement name. A name is
     /// judged by all of them, because the proxy cannot see which Parse or
     /// Close the server accepted.
-    statements: HashMap<Vec<u8>, PreparedStatement>,
+    statements: NameMap<PreparedStatement>,
     statement_count: usize,
     /// Statement name behind each portal, from the latest Bind of that portal.
-    portals: HashMap<Vec<u8>, Vec<u8>>,
+    portals: NameMap<Vec<u8>>,
     /// SQL `PREPARE` bodies by name, first one kept.
     sql_prepared: HashMap<String, Arc<StatementFacts>>,
     pub transaction_status: u8,
@@ -66,9 +66,9 @@ impl Judge {
             identity,
             application_name,
             substitutions: Substitutions::new(),
-            statements: HashMap::new(),
+            statements: NameMap::default(),
             statement_count: 0,
-            portals: HashMap::new(),
+            portals: NameMap::default(),
             sql_prepared: HashMap::new(),
             transaction_status: b'I',
             server_sent_fatal: false,
@@ -76,13 +76,13 @@ impl Judge {
     }
 
     /// Judges one client message and appends what the server gets in its place.
-    pub fn client_message(&mut self, frame: Frame, out: &mut BytesMut) -> Result<(), ProxyError> {
+    pub fn client_message(&mut self, frame: Message<'_>, out: &mut BytesMut) -> Result<(), ProxyError> {
         match frame.tag {
             b'Q' => self.query(frame, out),
             b'P' => self.parse(frame, out),
             b'B' => self.bind(frame, out),
             b'S' | b'H' => {
-                check_empty_body(&frame)?;
+                check_empty_body(frame)?;
                 out.extend_from_slice(&frame.bytes);
             }
             b'C' | b'D' => {
@@ -113,8 +113,8 @@ impl Judge {
         Ok(())
     }
 
-    fn query(&mut self, frame: Frame, out: &mut BytesMut) {
-        let text = match query_text(&frame) {
+    fn query(&mut self, frame: Message<'_>, out: &mut BytesMut) {
+        let text = match query_text(frame) {
             Ok(text) => text,
             Err(error) => {
                 out.extend_from_slice(&self.substitutions.query(error));
@@ -130,7 +130,7 @@ impl Judge {
         }
     }
 
-    fn parse(&mut self, frame: Frame, out: &mut BytesMut) {
+    fn parse(&mut self, frame: Message<'_>, out: &mut BytesMut) {
         let message = match frontend::parse(frame.body()) {
             Ok(message) => message,
             Err(error) => {
@@ -138,7 +138,7 @@ impl Judge {
                 return;
             }
         };
-        let name = message.name.to_vec();
+        let name = message.name;
         match self.judge_text(message.query) {
             Verdict::Allow(analysis) => {
                 if self.statement_count >= MAX_PREPARED_ANALYSES {
@@ -146,18 +146,18 @@ impl Judge {
                         sqlstate::PROGRAM_LIMIT_EXCEEDED,
                         format!("schemagate keeps at most {MAX_PREPARED_ANALYSES} prepared statements per session"),
                     );
-                    out.extend_from_slice(&self.substitutions.parse(&name, error));
+                    out.extend_from_slice(&self.substitutions.parse(name, error));
                     return;
                 }
                 self.remember_statement(name, analysis);
                 out.extend_from_slice(&frame.bytes);
             }
-            Verdict::Deny(error) => out.extend_from_slice(&self.substitutions.parse(&name, error)),
+            Verdict::Deny(error) => out.extend_from_slice(&self.substitutions.parse(name, error)),
         }
     }
 
     /// Judges the statement behind a Bind again: a window may have closed since the Parse.
-    fn bind(&mut self, frame: Frame, out: &mut BytesMut) {
+    fn bind(&mut self, frame: Message<'_>, out: &mut BytesMut) {
         let (portal, statement) = match frontend::bind_names(frame.body()) {
             Ok(names) => names,
             Err(error) => {
@@ -166,7 +166,7 @@ impl Judge {
             }
         };
         if self.portals.get(portal).map(Vec::as_slice) != Some(statement) {
-            self.portals.insert(portal.to_vec(), statement.to_vec());
+            self.portals.insert(portal, statement.to_vec());
         }
         if let Err(error) = self.rejudge_statement(statement) {
             out.extend_from_slice(&self.substitutions.parse(DENIED_BIND_STATEMENT, error));
@@ -177,7 +177,7 @@ impl Judge {
 
     /// Judges the statement behind a portal again when it runs: a portal
     /// bound inside a window must not run after the window closed.
-    fn execute(&mut self, frame: Frame, out: &mut BytesMut) {
+    fn execute(&mut self, frame: Message<'_>, out: &mut BytesMut) {
         let portal = match frontend::execute_portal(frame.body()) {
             Ok(portal) => portal,
             Err(error) => {
@@ -207,12 +207,16 @@ impl Judge {
     /// Applies the current policy and window state to every analysis known under `statement`.
     fn rejudge_statement(&mut self, statement: &[u8]) -> Result<(), ProxyError> {
         let generation = self.shared.policy_generation();
-        let Some(entry) = self.statements.get(statement) else {
+        let Some(entry) = self.statements.get_mut(statement) else {
             // Unknown to the proxy means unknown to the server, which raises 26000.
             return Ok(());
         };
+        if entry.analyses.iter().all(|analysis| analysis.allowed_anywhere.holds_for(generation)) {
+            entry.stable_under = Some(generation);
+        }
         if entry.stable_under == Some(generation) {
-            self.shared.metrics.statement(MetricDecision::Allow, &entry.tag);
+            let tag = entry.analyses.last().map_or("EMPTY", |analysis| first_tag(analysis));
+            self.shared.metrics.statement(MetricDecision::Allow, tag);
             return Ok(());
         }
 
@@ -228,15 +232,14 @@ impl Judge {
         Ok(())
     }
 
-    fn remember_statement(&mut self, name: Vec<u8>, analysis: Arc<Analysis>) {
-        let entry = self.statements.entry(name.clone()).or_default();
+    fn remember_statement(&mut self, name: &[u8], analysis: Arc<Analysis>) {
+        let entry = self.statements.get_or_default(name);
         if name.is_empty() {
             // The unnamed statement is always replaced, or dropped if its Parse fails.
             self.statement_count -= entry.analyses.len();
             entry.analyses.clear();
         }
         if !entry.analyses.iter().any(|known| Arc::ptr_eq(known, &analysis)) {
-            entry.tag = analysis.statements.first().map(|s| s.tag.clone()).unwrap_or_default();
             entry.analyses.push(analysis);
             entry.stable_under = None;
             self.statement_count += 1;
@@ -399,8 +402,7 @@ impl Judge {
     }
 }
 
-/// True when the text runs a SQL-level prepared statement, whose body the
-/// session may learn only later.
+/// Command tag of the first statement, for metrics.
 fn first_tag(analysis: &Analysis) -> &str {
     analysis.statements.first().map(|s| s.tag.as_str()).unwrap_or("EMPTY")
 }

@@ -4,6 +4,7 @@
 mod deny;
 mod io;
 mod judge;
+mod names;
 mod negotiate;
 mod params;
 mod race;
@@ -23,7 +24,7 @@ use tracing::Instrument;
 
 pub use shared::Shared;
 
-use self::io::{BoxedIo, IoReader, IoWriter};
+use self::io::{Stream, IoReader, IoWriter};
 use self::judge::Judge;
 use self::negotiate::{ClientHello, Negotiated};
 use self::relay::End;
@@ -103,7 +104,7 @@ async fn reject(shared: &Shared, rejection: negotiate::Rejection) {
     }
 }
 
-async fn send_fatal(mut stream: BoxedIo, error: &ProxyError) {
+async fn send_fatal(mut stream: Stream, error: &ProxyError) {
     let _ = stream.write_all(&error.to_bytes()).await;
     let _ = stream.shutdown().await;
 }
@@ -174,7 +175,7 @@ async fn serve(
     span.record("application_name", params.application_name.as_str());
 
     let limit = shared.config().limits.max_message_bytes;
-    let (client_read, mut client_writer) = tokio::io::split(stream);
+    let (client_read, mut client_writer) = stream.split();
     let mut client_reader = FrameReader::new(client_read, limit);
     if minor_version > 0 || !params.unsupported_protocol_options.is_empty() {
         let mut out = BytesMut::new();
@@ -245,7 +246,7 @@ async fn start_upstream(
     let connect_started = std::time::Instant::now();
     let (server, upstream_tls) = upstream::connect(shared).await?;
     shared.metrics.upstream_connected(connect_started.elapsed());
-    let (server_read, mut server_writer) = tokio::io::split(server);
+    let (server_read, mut server_writer) = server.split();
     let mut server_reader = FrameReader::new(server_read, upstream::MAX_SERVER_MESSAGE_BYTES);
     let startup = crate::protocol::startup::encode_startup(&params.upstream);
     server_writer.write_all(&startup).await.map_err(|e| upstream::upstream_lost(&e.to_string()))?;

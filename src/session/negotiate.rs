@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::io::BoxedIo;
+use super::io::Stream;
 use super::Shared;
 use crate::config::ListenTlsMode;
 use crate::protocol::backend::ProxyError;
@@ -27,7 +27,7 @@ pub enum Negotiated {
 
 /// A client that sent a StartupMessage, with the stream it arrived on.
 pub struct ClientHello {
-    pub stream: BoxedIo,
+    pub stream: Stream,
     pub tls: bool,
     pub client_cert_subject: Option<String>,
     pub minor_version: u16,
@@ -37,7 +37,7 @@ pub struct ClientHello {
 /// Early end of startup; `error` is sent to the client when a stream is left.
 pub struct Rejection {
     pub error: Option<ProxyError>,
-    pub stream: Option<BoxedIo>,
+    pub stream: Option<Stream>,
     pub reason: String,
 }
 
@@ -46,7 +46,7 @@ impl Rejection {
         Rejection { error: None, stream: None, reason: reason.into() }
     }
 
-    fn fatal(stream: BoxedIo, error: ProxyError) -> Self {
+    fn fatal(stream: Stream, error: ProxyError) -> Self {
         Rejection { reason: error.message.clone(), error: Some(error), stream: Some(stream) }
     }
 }
@@ -62,12 +62,12 @@ pub async fn negotiate(shared: &Arc<Shared>, mut tcp: TcpStream) -> Result<Negot
     loop {
         let packet = match read_packet(&mut tcp).await {
             Ok(packet) => packet,
-            Err(error) => return Err(startup_failure(error, Box::new(tcp))),
+            Err(error) => return Err(startup_failure(error, Stream::Plain(tcp))),
         };
         match packet {
             StartupPacket::SslRequest => {
                 if has_pipelined_bytes(&tcp) {
-                    return Err(violation(Box::new(tcp), "received unencrypted data after SSL request"));
+                    return Err(violation(Stream::Plain(tcp), "received unencrypted data after SSL request"));
                 }
                 let Some(acceptor) = acceptor.clone() else {
                     tcp.write_all(b"N").await.map_err(|e| Rejection::close(e.to_string()))?;
@@ -79,10 +79,10 @@ pub async fn negotiate(shared: &Arc<Shared>, mut tcp: TcpStream) -> Result<Negot
             }
             StartupPacket::GssEncRequest => {
                 if gss_declined {
-                    return Err(violation(Box::new(tcp), "GSSENCRequest sent twice"));
+                    return Err(violation(Stream::Plain(tcp), "GSSENCRequest sent twice"));
                 }
                 if has_pipelined_bytes(&tcp) {
-                    return Err(violation(Box::new(tcp), "received unencrypted data after GSSAPI encryption request"));
+                    return Err(violation(Stream::Plain(tcp), "received unencrypted data after GSSAPI encryption request"));
                 }
                 gss_declined = true;
                 tcp.write_all(b"N").await.map_err(|e| Rejection::close(e.to_string()))?;
@@ -97,9 +97,9 @@ pub async fn negotiate(shared: &Arc<Shared>, mut tcp: TcpStream) -> Result<Negot
                         sqlstate::INVALID_AUTHORIZATION,
                         "schemagate requires TLS for every connection: connect with sslmode=require or stronger",
                     );
-                    return Err(Rejection::fatal(Box::new(tcp), error));
+                    return Err(Rejection::fatal(Stream::Plain(tcp), error));
                 }
-                return finish(Box::new(tcp), false, None, version, params);
+                return finish(Stream::Plain(tcp), false, None, version, params);
             }
         }
     }
@@ -119,22 +119,22 @@ async fn startup_inside_tls(shared: &Arc<Shared>, mut tls: TlsStream<TcpStream>)
     let subject = crate::tls::peer_subject(tls.get_ref().1);
     let packet = match read_packet(&mut tls).await {
         Ok(packet) => packet,
-        Err(error) => return Err(startup_failure(error, Box::new(tls))),
+        Err(error) => return Err(startup_failure(error, Stream::tls(tls))),
     };
     match packet {
-        StartupPacket::Startup { version, params } => finish(Box::new(tls), true, subject, version, params),
+        StartupPacket::Startup { version, params } => finish(Stream::tls(tls), true, subject, version, params),
         StartupPacket::Cancel { pid, key } => {
             shared.cancels.forward(pid, &key).await;
             Ok(Negotiated::Cancelled)
         }
         StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-            Err(violation(Box::new(tls), "encryption request sent inside an encrypted connection"))
+            Err(violation(Stream::tls(tls), "encryption request sent inside an encrypted connection"))
         }
     }
 }
 
 fn finish(
-    stream: BoxedIo,
+    stream: Stream,
     tls: bool,
     client_cert_subject: Option<String>,
     version: u32,
@@ -164,11 +164,11 @@ fn has_pipelined_bytes(tcp: &TcpStream) -> bool {
     matches!(tcp.try_read(&mut probe), Ok(n) if n > 0)
 }
 
-fn violation(stream: BoxedIo, message: &str) -> Rejection {
+fn violation(stream: Stream, message: &str) -> Rejection {
     Rejection::fatal(stream, ProxyError::fatal(sqlstate::PROTOCOL_VIOLATION, message))
 }
 
-fn startup_failure(error: StartupError, stream: BoxedIo) -> Rejection {
+fn startup_failure(error: StartupError, stream: Stream) -> Rejection {
     match error {
         StartupError::Io(error) => Rejection::close(format!("startup packet not received: {error}")),
         other => violation(stream, &other.to_string()),

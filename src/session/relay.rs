@@ -17,7 +17,7 @@ use super::judge::Judge;
 use super::race::Branches;
 use crate::metrics::{Direction, Metrics};
 use crate::protocol::backend::{self, ProxyError};
-use crate::protocol::frame::{complete_frame, Frame, FrameError, FrameReader};
+use crate::protocol::frame::{complete_frame, FrameError, FrameReader, Message};
 use crate::protocol::{frontend, sqlstate};
 
 /// Bytes gathered before a write, so small messages go out together.
@@ -63,42 +63,69 @@ pub async fn run(judge: &Mutex<Judge>, legs: Legs<'_>, terminate: &CancellationT
     .await
 }
 
+/// Judges client messages in place in the read buffer and writes what the
+/// server gets, one batch per read.
 async fn client_to_server(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReader>, writer: &mut IoWriter, metrics: &Metrics) -> End {
     let mut out = BytesMut::with_capacity(8192);
     loop {
-        let frame = match reader.next_frame().await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return End::ClientClosed,
+        match reader.fill().await {
+            Ok(true) => {}
+            Ok(false) => return End::ClientClosed,
             Err(error) => return client_frame_error(error),
-        };
-        let mut terminate = frame.tag == b'X';
-        if let Err(error) = judge.lock().client_message(frame, &mut out) {
-            return End::Fatal(error);
         }
-        loop {
-            match reader.buffered_frame() {
-                Ok(Some(frame)) => {
-                    terminate |= frame.tag == b'X';
-                    if let Err(error) = judge.lock().client_message(frame, &mut out) {
-                        return End::Fatal(error);
-                    }
-                    if out.len() >= FLUSH_THRESHOLD && writer.write_all(&out).await.is_err() {
-                        return End::ServerClosed;
-                    } else if out.len() >= FLUSH_THRESHOLD {
-                        out.clear();
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => return client_frame_error(error),
-            }
+
+        let limit = reader.limit();
+        let batch = judge_buffered(judge, reader.buffered(), limit, writer, &mut out).await;
+        reader.consume(batch.consumed);
+        if let Some(end) = batch.end {
+            return end;
         }
         if writer.write_all(&out).await.is_err() {
             return End::ServerClosed;
         }
         metrics.bytes(Direction::ClientToServer, out.len() as u64);
         out.clear();
-        if terminate {
+        if batch.terminate {
             return End::ClientClosed;
+        }
+    }
+}
+
+/// What judging one batch of buffered client messages did.
+struct Batch {
+    consumed: usize,
+    /// A Terminate message was among them.
+    terminate: bool,
+    end: Option<End>,
+}
+
+/// Judges every complete buffered message into `out`, writing `out` early
+/// when it grows past [`FLUSH_THRESHOLD`].
+async fn judge_buffered(judge: &Mutex<Judge>, buffered: &[u8], limit: usize, writer: &mut IoWriter, out: &mut BytesMut) -> Batch {
+    let mut batch = Batch { consumed: 0, terminate: false, end: None };
+    loop {
+        let (tag, total) = match complete_frame(&buffered[batch.consumed..], limit) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return batch,
+            Err(error) => {
+                batch.end = Some(client_frame_error(error));
+                return batch;
+            }
+        };
+        let message = Message { tag, bytes: &buffered[batch.consumed..batch.consumed + total] };
+        batch.consumed += total;
+        batch.terminate |= tag == b'X';
+        if let Err(error) = judge.lock().client_message(message, out) {
+            batch.end = Some(End::Fatal(error));
+            return batch;
+        }
+
+        if out.len() >= FLUSH_THRESHOLD {
+            if writer.write_all(out).await.is_err() {
+                batch.end = Some(End::ServerClosed);
+                return batch;
+            }
+            out.clear();
         }
     }
 }
@@ -264,7 +291,7 @@ pub fn check_parameter_status(body: &[u8]) -> Result<(), ProxyError> {
 }
 
 /// Validates the framing of Sync and Flush, which carry no body.
-pub fn check_empty_body(frame: &Frame) -> Result<(), ProxyError> {
+pub fn check_empty_body(frame: Message<'_>) -> Result<(), ProxyError> {
     if frame.body().is_empty() {
         return Ok(());
     }
@@ -272,7 +299,7 @@ pub fn check_empty_body(frame: &Frame) -> Result<(), ProxyError> {
 }
 
 /// Decodes the text of a Query message, or the error to send in its place.
-pub fn query_text(frame: &Frame) -> Result<&[u8], ProxyError> {
+pub fn query_text(frame: Message<'_>) -> Result<&[u8], ProxyError> {
     frontend::query_text(frame.body()).map_err(|e| ProxyError::error(sqlstate::PROTOCOL_VIOLATION, e.to_string()))
 }
 

@@ -20,7 +20,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::io::{BoxedIo, IoReader, IoWriter};
+use super::io::{Stream, IoReader, IoWriter};
 use super::Shared;
 use crate::auth::messages::{self as auth_messages, SASL, SASL_CONTINUE, SASL_FINAL};
 use crate::auth::scram::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
@@ -44,7 +44,7 @@ pub enum UpstreamTls {
 }
 
 /// Opens the upstream connection, negotiating TLS per `upstream.tls.mode`.
-pub async fn connect(shared: &Arc<Shared>) -> Result<(BoxedIo, UpstreamTls), ProxyError> {
+pub async fn connect(shared: &Arc<Shared>) -> Result<(Stream, UpstreamTls), ProxyError> {
     let config = shared.config();
     let address = config.upstream.address.clone();
     let unavailable = |detail: String| {
@@ -60,7 +60,7 @@ pub async fn connect(shared: &Arc<Shared>) -> Result<(BoxedIo, UpstreamTls), Pro
     };
     let _ = tcp.set_nodelay(true);
     if config.upstream.tls.mode == UpstreamTlsMode::Disable {
-        return Ok((Box::new(tcp), UpstreamTls::Disabled));
+        return Ok((Stream::Plain(tcp), UpstreamTls::Disabled));
     }
 
     tcp.write_all(&crate::protocol::startup::encode_ssl_request()).await.map_err(|e| unavailable(e.to_string()))?;
@@ -72,7 +72,7 @@ pub async fn connect(shared: &Arc<Shared>) -> Result<(BoxedIo, UpstreamTls), Pro
     let server_name = crate::tls::server_name(&config.upstream).map_err(|e| unavailable(e.to_string()))?;
     let tls = connector.connect(server_name, tcp).await.map_err(|e| unavailable(format!("TLS handshake failed: {e}")))?;
     let end_point_hash = end_point_hash(tls.get_ref().1);
-    Ok((Box::new(tls), UpstreamTls::Enabled { end_point_hash }))
+    Ok((Stream::tls(tls), UpstreamTls::Enabled { end_point_hash }))
 }
 
 /// Computes the channel binding data of the server's leaf certificate.
