@@ -1,5 +1,14 @@
-"""Turns bench/run.sh results into docs/benchmarks.md."""
+"""Turns bench/run.sh results into docs/benchmarks.md.
 
+Usage: report.py RESULTS IDLE SECONDS REPEATS RSS_KIB [CRITERION_DIR]
+
+CRITERION_DIR is Criterion's output directory of `cargo bench --bench policy`
+(`$CARGO_TARGET_DIR/criterion`); when given, the policy evaluation section is
+added.
+"""
+
+import json
+import os
 import platform
 import statistics
 import subprocess
@@ -20,6 +29,7 @@ def machine():
 
 def main():
     results, idle, seconds, repeats, rss_kib = sys.argv[1:6]
+    criterion_dir = sys.argv[6] if len(sys.argv) > 6 else None
     cells = defaultdict(list)
     order = []
     with open(results) as lines:
@@ -55,6 +65,73 @@ def main():
     print(f"schemagate RSS after the pgbench runs: {rss_kib} KiB. With {count} idle client connections")
     print(f"(each with its own upstream connection) RSS went from {before} KiB to {after} KiB:")
     print(f"{per_connection} KiB per connection.")
+    if criterion_dir:
+        print_policy_section(criterion_dir)
+
+
+POLICY_GROUPS = ("policy_cached", "policy_cached_new_literals", "policy_uncached")
+WINDOW_LABELS = {"no_window": "none", "in_window": "open"}
+
+
+def read_policy_estimates(criterion_dir):
+    """Read the mean times as {(statement, window): {group: ns}}, and the rows in run order."""
+    means = defaultdict(dict)
+    run_order = []
+    for group in POLICY_GROUPS:
+        group_dir = os.path.join(criterion_dir, group)
+        if not os.path.isdir(group_dir):
+            continue
+        for statement in os.listdir(group_dir):
+            statement_dir = os.path.join(group_dir, statement)
+            if not os.path.isdir(statement_dir):
+                continue
+            for window in os.listdir(statement_dir):
+                path = os.path.join(statement_dir, window, "new", "estimates.json")
+                if not os.path.isfile(path):
+                    continue
+                with open(path) as estimates:
+                    means[(statement, window)][group] = json.load(estimates)["mean"]["point_estimate"]
+                if group == "policy_cached":
+                    run_order.append((os.path.getmtime(path), (statement, window)))
+    # Criterion rewrites each estimates.json when that benchmark ends, so after
+    # a full run the modification times give the order of benches/policy.rs.
+    rows = [key for _, key in sorted(run_order)]
+    rows += sorted(key for key in means if key not in rows)
+    return means, rows
+
+
+def format_duration(nanoseconds):
+    if nanoseconds is None:
+        return "–"
+    if nanoseconds < 1000:
+        return f"{nanoseconds:.0f} ns"
+    return f"{nanoseconds / 1000:.2f} µs"
+
+
+def print_policy_section(criterion_dir):
+    means, rows = read_policy_estimates(criterion_dir)
+    if not rows:
+        print(f"error: no policy benchmark results under {criterion_dir}; run `cargo bench --bench policy` first", file=sys.stderr)
+        sys.exit(1)
+
+    print("\n## Policy evaluation per statement\n")
+    print("Generated from `cargo bench --bench policy` on the machine above, one thread: the mean")
+    print("of Criterion's samples. Each time covers what the proxy runs for one statement text:")
+    print("`Analyzer::analyze` and then `Policy::decide`, without metrics and audit records. The")
+    print("policy is the default one plus the suggested Alembic `ddl.allow` list. The SQL of each")
+    print("statement and the sampling settings are in `benches/policy.rs`.\n")
+    print("- cached: the same text again, answered from the parse cache.")
+    print("- cached, new numeric literals: every text differs only in a numeric literal, which")
+    print("  still hits the cache (only statements with a numeric literal).")
+    print("- uncached: no cache, so the Postgres parser runs on every statement.")
+    print("- window: `open` means the session is bound to an open migration window. Without a")
+    print("  window the migration statements are denied, and the time includes building the denial.\n")
+    print("| statement | window | cached | cached, new numeric literals | uncached |")
+    print("|---|---|---|---|---|")
+    for statement, window in rows:
+        row = means[(statement, window)]
+        cells = [format_duration(row.get(group)) for group in POLICY_GROUPS]
+        print(f"| `{statement}` | {WINDOW_LABELS.get(window, window)} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -128,5 +128,9 @@ done
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$proxy_pid/status")
 python3 bench/idle_connections.py "$proxy_port" 1000 "$proxy_pid" >"$work/idle.txt"
 
-python3 bench/report.py "$results" "$work/idle.txt" "$seconds" "$repeats" "$rss_kib" >docs/benchmarks.md
+# Policy micro-benchmarks, after the pgbench runs so they do not compete for the CPU.
+echo "running cargo bench --bench policy"
+cargo bench --locked --bench policy >"$work/criterion.log" 2>&1 || { cat "$work/criterion.log" >&2; exit 1; }
+
+python3 bench/report.py "$results" "$work/idle.txt" "$seconds" "$repeats" "$rss_kib" "$target_dir/criterion" >docs/benchmarks.md
 echo "wrote docs/benchmarks.md"
