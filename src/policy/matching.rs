@@ -85,11 +85,13 @@ impl FunctionPattern {
 
 /// Matches `text` against `pattern`, where `*` stands for any run of characters.
 fn glob_match(pattern: &str, text: &str) -> bool {
-    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Bytes match as characters do: `*` is ASCII, and a literal UTF-8
+    // sequence matches only at character boundaries.
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && pattern[p] == '*' {
+        if p < pattern.len() && pattern[p] == b'*' {
             star = Some((p, t));
             p += 1;
         } else if p < pattern.len() && pattern[p] == text[t] {
@@ -103,7 +105,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
