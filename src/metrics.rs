@@ -2,7 +2,6 @@
 //! method per event. Label values come from closed sets (enums, a fixed
 //! list of command tags, policy rule ids), never from client input.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
@@ -282,7 +281,7 @@ const OTHER_TAG: &str = "OTHER";
 /// for [`OTHER_TAG`]. Row counts such as the `0 1` of `INSERT 0 1` are ignored.
 fn command_tag_index(tag: &str) -> usize {
     // Looked up for every statement: one hash beats a binary search of strings.
-    static INDEX: LazyLock<HashMap<&'static str, usize>> =
+    static INDEX: LazyLock<foldhash::HashMap<&'static str, usize>> =
         LazyLock::new(|| COMMAND_TAGS.iter().enumerate().map(|(index, tag)| (*tag, index)).collect());
     let name = tag.trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ');
     INDEX.get(name).copied().unwrap_or(COMMAND_TAGS.len())

@@ -144,23 +144,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.buffer.advance(n);
     }
 
-    /// Returns a frame that is already complete in the buffer, without reading.
-    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        self.split_frame()
-    }
-
-    /// True when no bytes of a further frame are buffered.
-    pub fn is_drained(&self) -> bool {
-        self.buffer.is_empty()
-    }
-
     /// Changes the body size limit for frames not yet split off.
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
-    }
-
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 
     fn split_frame(&mut self) -> Result<Option<Frame>, FrameError> {

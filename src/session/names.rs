@@ -5,8 +5,10 @@
 //! kept in a field of its own, so the common case neither hashes nor
 //! allocates a key.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
+/// Values by name. Names come from the client, so the hasher is seeded per
+/// process; it is faster than the standard one on short names.
 pub struct NameMap<V> {
     unnamed: Option<V>,
     named: HashMap<Vec<u8>, V>,
