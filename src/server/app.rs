@@ -47,7 +47,7 @@ pub async fn serve_config(config: Config, reload_path: Option<PathBuf>, workers:
     let shared = Shared::new(config, windows.clone(), audit.clone(), metrics.clone()).map_err(StartError::Config)?;
 
     let workers = super::workers::worker_count(workers);
-    let sockets = super::workers::bind_sockets(listen_address, workers)
+    let listener = super::workers::bind_listener(listen_address)
         .map_err(|e| StartError::Io(format!("cannot listen on {listen_address} (listen.address): {e}")))?;
     let admin_listener = TcpListener::bind(admin_address)
         .await
@@ -65,8 +65,9 @@ pub async fn serve_config(config: Config, reload_path: Option<PathBuf>, workers:
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(state), admin_stop.clone()));
     tokio::spawn(handle_signals(shared.clone(), reload_path, stop.clone()));
 
-    let handles = super::workers::spawn_workers(&shared, sockets, &stop)
+    let (workers, handles) = super::workers::spawn_workers(&shared, workers, &stop)
         .map_err(|e| StartError::Io(format!("cannot start worker threads: {e}")))?;
+    let acceptor = tokio::spawn(super::accept(shared.clone(), listener, workers, stop.clone()));
     let _ = tokio::task::spawn_blocking(move || {
         for handle in handles {
             let _ = handle.join();
@@ -74,6 +75,7 @@ pub async fn serve_config(config: Config, reload_path: Option<PathBuf>, workers:
     })
     .await;
     stop.cancel();
+    let _ = acceptor.await;
     admin_stop.cancel();
     let _ = admin_task.await;
     tracing::info!("schemagate stopped");

@@ -1,5 +1,5 @@
-//! The listener: accepts clients, enforces the connection limit, and drains
-//! sessions on shutdown.
+//! The listener: accepts clients, enforces the connection limit, hands
+//! sessions to the worker threads, and drains them on shutdown.
 
 pub mod app;
 pub mod cancel;
@@ -7,27 +7,26 @@ pub mod registry;
 pub mod tunnel;
 pub mod workers;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use cancel::{CancelMap, CancelTarget};
 pub use registry::{Registry, SessionInfo};
+use workers::{Incoming, Workers};
 
 use crate::metrics::RefusalReason;
 use crate::session::{handle_client, Shared};
 
-/// Accepts clients until `stop` fires, then lets sessions finish for up to
-/// `limits.shutdown_timeout` before ending the rest. Several accept loops may
-/// run at once, one per worker thread; they share the connection count.
-pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
-    let tracker = TaskTracker::new();
-    let sessions = CancellationToken::new();
-
+/// Accepts clients until `stop` fires and hands each to a worker. Counts
+/// connections against `limits.max_connections`; the session refuses an
+/// over-limit client itself, with a proper error.
+pub async fn accept(shared: Arc<Shared>, listener: TcpListener, workers: Workers, stop: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -41,12 +40,38 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationT
             }
         };
         let count = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-        let over_limit = count > shared.config().limits.max_connections;
+        let guard = ConnectionGuard { shared: shared.clone(), worker_sessions: None };
         shared.metrics.connection_opened();
+        let over_limit = count > shared.config().limits.max_connections;
         if over_limit {
             shared.metrics.connection_refused(RefusalReason::MaxConnections);
         }
-        let guard = ConnectionGuard(shared.clone());
+        match tcp.into_std() {
+            Ok(tcp) => workers.dispatch(Incoming { tcp, client_addr, over_limit, guard }),
+            Err(error) => tracing::warn!(%error, "cannot hand over an accepted connection"),
+        }
+    }
+}
+
+/// Serves the sessions a worker receives until `stop` fires, then lets them
+/// finish for up to `limits.shutdown_timeout` before ending the rest.
+pub async fn serve_sessions(shared: Arc<Shared>, mut incoming: UnboundedReceiver<Incoming>, stop: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let sessions = CancellationToken::new();
+
+    loop {
+        let received = tokio::select! {
+            received = incoming.recv() => received,
+            _ = stop.cancelled() => break,
+        };
+        let Some(Incoming { tcp, client_addr, over_limit, guard }) = received else { break };
+        let tcp = match TcpStream::from_std(tcp) {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                tracing::warn!(%error, "cannot register a connection with its worker");
+                continue;
+            }
+        };
         let shared = shared.clone();
         let token = sessions.clone();
         tracker.spawn(async move {
@@ -55,7 +80,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationT
         });
     }
 
-    drop(listener);
+    drop(incoming);
     tracker.close();
     let timeout = shared.config().limits.shutdown_timeout;
     tracing::info!(sessions = tracker.len(), timeout = ?timeout, "listener closed; draining sessions");
@@ -66,12 +91,20 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener, stop: CancellationT
     }
 }
 
-struct ConnectionGuard(Arc<Shared>);
+/// Counts a client connection until it closes.
+pub struct ConnectionGuard {
+    shared: Arc<Shared>,
+    /// Sessions of the worker serving the connection, once it has one.
+    worker_sessions: Option<Arc<AtomicUsize>>,
+}
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::SeqCst);
-        self.0.metrics.connection_closed();
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+        self.shared.metrics.connection_closed();
+        if let Some(sessions) = &self.worker_sessions {
+            sessions.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -1,64 +1,94 @@
 //! Thread-per-core serving: each worker thread runs its own single-threaded
-//! runtime and accept loop on a listening socket that shares the port with
-//! the others (SO_REUSEPORT), so the kernel spreads connections and a
-//! session never moves between threads.
+//! runtime, and a session never moves between threads. One accept loop
+//! hands each new connection to the worker with the fewest sessions, so the
+//! load stays even however few connections there are, which hashing
+//! connections over SO_REUSEPORT sockets does not achieve.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::net::TcpSocket;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::session::Shared;
 
-/// Pending connections each listening socket queues.
+/// Pending connections the listening socket queues.
 const LISTEN_BACKLOG: u32 = 1024;
 
-/// Binds `count` sockets to `address`; with more than one they share the port.
-///
-/// NOTE: with SO_REUSEPORT, another process of the same user could bind the
-/// same port and receive a share of the connections.
-pub fn bind_sockets(address: SocketAddr, count: usize) -> io::Result<Vec<TcpSocket>> {
-    let first = new_socket(address, count > 1)?;
-    first.bind(address)?;
-    // Bind the others to the port the first one got, in case `address` names port 0.
-    let bound = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..count {
-        let socket = new_socket(bound, true)?;
-        socket.bind(bound)?;
-        sockets.push(socket);
-    }
-    Ok(sockets)
-}
-
-fn new_socket(address: SocketAddr, reuse_port: bool) -> io::Result<TcpSocket> {
+/// Binds the client listener.
+pub fn bind_listener(address: SocketAddr) -> io::Result<TcpListener> {
     let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
-    if reuse_port {
-        socket.set_reuseport(true)?;
-    }
     socket.set_nodelay(true)?;
-    Ok(socket)
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
-/// Starts one thread per socket, each with a single-threaded runtime running an accept loop.
-pub fn spawn_workers(shared: &Arc<Shared>, sockets: Vec<TcpSocket>, stop: &CancellationToken) -> io::Result<Vec<JoinHandle<()>>> {
-    let mut handles = Vec::with_capacity(sockets.len());
-    for (index, socket) in sockets.into_iter().enumerate() {
+/// An accepted connection on its way to a worker.
+pub struct Incoming {
+    pub tcp: std::net::TcpStream,
+    pub client_addr: SocketAddr,
+    pub over_limit: bool,
+    /// Released when the session ends, wherever it is dropped.
+    pub guard: super::ConnectionGuard,
+}
+
+/// The worker threads, as seen by the accept loop.
+pub struct Workers {
+    workers: Vec<Worker>,
+    /// Where the search for the least busy worker starts, so ties rotate.
+    next: AtomicUsize,
+}
+
+struct Worker {
+    sender: UnboundedSender<Incoming>,
+    sessions: Arc<AtomicUsize>,
+}
+
+impl Workers {
+    /// Hands `incoming` to the worker with the fewest sessions.
+    pub fn dispatch(&self, mut incoming: Incoming) {
+        let count = self.workers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut order: Vec<usize> = (0..count).map(|offset| (start + offset) % count).collect();
+        order.sort_by_key(|&index| self.workers[index].sessions.load(Ordering::Relaxed));
+
+        for index in order {
+            let worker = &self.workers[index];
+            worker.sessions.fetch_add(1, Ordering::Relaxed);
+            incoming.guard.worker_sessions = Some(worker.sessions.clone());
+            match worker.sender.send(incoming) {
+                Ok(()) => return,
+                Err(returned) => incoming = returned.0,
+            }
+        }
+        tracing::error!("no worker thread accepts connections; closing the connection");
+    }
+}
+
+/// Starts `count` worker threads, each with a single-threaded runtime that
+/// serves the sessions dispatched to it until `stop` fires.
+pub fn spawn_workers(shared: &Arc<Shared>, count: usize, stop: &CancellationToken) -> io::Result<(Workers, Vec<JoinHandle<()>>)> {
+    let mut workers = Vec::with_capacity(count);
+    let mut handles = Vec::with_capacity(count);
+    for index in 0..count {
+        let (sender, receiver) = unbounded_channel();
         let shared = shared.clone();
         let stop = stop.clone();
         let handle = std::thread::Builder::new()
             .name(format!("schemagate-worker-{}", index + 1))
-            .spawn(move || run_worker(shared, socket, stop))?;
+            .spawn(move || run_worker(shared, receiver, stop))?;
+        workers.push(Worker { sender, sessions: Arc::new(AtomicUsize::new(0)) });
         handles.push(handle);
     }
-    Ok(handles)
+    Ok((Workers { workers, next: AtomicUsize::new(0) }, handles))
 }
 
-fn run_worker(shared: Arc<Shared>, socket: TcpSocket, stop: CancellationToken) {
+fn run_worker(shared: Arc<Shared>, receiver: UnboundedReceiver<Incoming>, stop: CancellationToken) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -66,12 +96,7 @@ fn run_worker(shared: Arc<Shared>, socket: TcpSocket, stop: CancellationToken) {
             return;
         }
     };
-    runtime.block_on(async move {
-        match socket.listen(LISTEN_BACKLOG) {
-            Ok(listener) => super::run(shared, listener, stop).await,
-            Err(error) => tracing::error!(%error, "worker cannot listen"),
-        }
-    });
+    runtime.block_on(super::serve_sessions(shared, receiver, stop));
 }
 
 /// Number of worker threads for `requested`: 0 means one per available CPU.
