@@ -45,8 +45,12 @@ def main():
     print("(session mode) and through schemagate (parsing and judging every statement), on the")
     print(f"same machine, targets interleaved. Each cell is the median of {repeats} runs of {seconds} s.\n")
     print(f"Machine: {machine()}.\n")
-    print("| workload | clients | protocol | direct TPS | PgBouncer TPS (ratio) | schemagate TPS (ratio) | direct ms | PgBouncer ms | schemagate ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("Both proxies connect to PostgreSQL over TCP on 127.0.0.1 and run with their defaults,")
+    print("apart from the ports and limits: PgBouncer in one process with one thread, schemagate")
+    print("with one worker thread per CPU, each pinned to its CPU. pgbench runs with two threads.\n")
+    print("Ratios in parentheses are to direct; the last column compares schemagate with PgBouncer.\n")
+    print("| workload | clients | protocol | direct TPS | PgBouncer TPS (ratio) | schemagate TPS (ratio) | direct ms | PgBouncer ms | schemagate ms | schemagate / PgBouncer |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key in order:
         row = {}
         for target in ("direct", "pgbouncer", "schemagate"):
@@ -57,7 +61,8 @@ def main():
             f"| {key[0]} | {key[1]} | {key[2]} | {row['direct'][0]:.0f} "
             f"| {row['pgbouncer'][0]:.0f} ({row['pgbouncer'][0] / direct:.2f}) "
             f"| {row['schemagate'][0]:.0f} ({row['schemagate'][0] / direct:.2f}) "
-            f"| {row['direct'][1]:.3f} | {row['pgbouncer'][1]:.3f} | {row['schemagate'][1]:.3f} |"
+            f"| {row['direct'][1]:.3f} | {row['pgbouncer'][1]:.3f} | {row['schemagate'][1]:.3f} "
+            f"| {row['schemagate'][0] / (row['pgbouncer'][0] or 1.0):.2f} |"
         )
     with open(idle) as text:
         count, before, after, per_connection = text.read().split()

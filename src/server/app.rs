@@ -46,13 +46,16 @@ pub async fn serve_config(config: Config, reload_path: Option<PathBuf>, workers:
     let admin_address = config.admin.address;
     let shared = Shared::new(config, windows.clone(), audit.clone(), metrics.clone()).map_err(StartError::Config)?;
 
-    let workers = super::workers::worker_count(workers);
+    let requested = workers;
+    let workers = super::workers::worker_count(requested);
+    // Only the default layout, one worker per CPU, pins workers to CPUs.
+    let cpus = if requested == 0 { super::workers::cpus_to_pin(workers) } else { None };
     let listener = super::workers::bind_listener(listen_address)
         .map_err(|e| StartError::Io(format!("cannot listen on {listen_address} (listen.address): {e}")))?;
     let admin_listener = TcpListener::bind(admin_address)
         .await
         .map_err(|e| StartError::Io(format!("cannot listen on {admin_address} (admin.address): {e}")))?;
-    tracing::info!(address = %listen_address, workers, "schemagate listening");
+    tracing::info!(address = %listen_address, workers, pinned = cpus.is_some(), "schemagate listening");
 
     let registry = shared.registry.clone();
     windows.clone().spawn_expiry_task(Arc::new(move |session_id| {
@@ -65,7 +68,7 @@ pub async fn serve_config(config: Config, reload_path: Option<PathBuf>, workers:
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin::router(state), admin_stop.clone()));
     tokio::spawn(handle_signals(shared.clone(), reload_path, stop.clone()));
 
-    let (workers, handles) = super::workers::spawn_workers(&shared, workers, &stop)
+    let (workers, handles) = super::workers::spawn_workers(&shared, workers, cpus, &stop)
         .map_err(|e| StartError::Io(format!("cannot start worker threads: {e}")))?;
     let acceptor = tokio::spawn(super::accept(shared.clone(), listener, workers, stop.clone()));
     let _ = tokio::task::spawn_blocking(move || {

@@ -71,17 +71,29 @@ impl Workers {
 }
 
 /// Starts `count` worker threads, each with a single-threaded runtime that
-/// serves the sessions dispatched to it until `stop` fires.
-pub fn spawn_workers(shared: &Arc<Shared>, count: usize, stop: &CancellationToken) -> io::Result<(Workers, Vec<JoinHandle<()>>)> {
+/// serves the sessions dispatched to it until `stop` fires. With `cpus`,
+/// worker N runs only on the N-th of them.
+pub fn spawn_workers(
+    shared: &Arc<Shared>,
+    count: usize,
+    cpus: Option<Vec<usize>>,
+    stop: &CancellationToken,
+) -> io::Result<(Workers, Vec<JoinHandle<()>>)> {
     let mut workers = Vec::with_capacity(count);
     let mut handles = Vec::with_capacity(count);
     for index in 0..count {
         let (sender, receiver) = unbounded_channel();
         let shared = shared.clone();
         let stop = stop.clone();
+        let cpu = cpus.as_ref().and_then(|cpus| cpus.get(index).copied());
         let handle = std::thread::Builder::new()
             .name(format!("schemagate-worker-{}", index + 1))
-            .spawn(move || run_worker(shared, receiver, stop))?;
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu);
+                }
+                run_worker(shared, receiver, stop)
+            })?;
         workers.push(Worker { sender, sessions: Arc::new(AtomicUsize::new(0)) });
         handles.push(handle);
     }
@@ -99,10 +111,48 @@ fn run_worker(shared: Arc<Shared>, receiver: UnboundedReceiver<Incoming>, stop: 
     runtime.block_on(super::serve_sessions(shared, receiver, stop));
 }
 
+/// The CPUs to pin one worker each to, when there is one worker per CPU
+/// this process may run on. A CPU quota smaller than that set (a container
+/// limit, say) leaves the workers unpinned, free to run wherever the quota
+/// is spent.
+pub fn cpus_to_pin(workers: usize) -> Option<Vec<usize>> {
+    let allowed = rustix::thread::sched_getaffinity(None).ok()?;
+    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU).filter(|&cpu| allowed.is_set(cpu)).collect();
+    (cpus.len() == workers && workers > 1).then_some(cpus)
+}
+
+/// Keeps the calling thread on `cpu`; a failure leaves it unpinned.
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    if let Err(error) = rustix::thread::sched_setaffinity(None, &set) {
+        tracing::warn!(cpu, %error, "cannot pin a worker thread to its CPU");
+    }
+}
+
 /// Number of worker threads for `requested`: 0 means one per available CPU.
 pub fn worker_count(requested: usize) -> usize {
     if requested > 0 {
         return requested;
     }
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpus_to_pin;
+
+    #[test]
+    fn pins_only_one_worker_per_allowed_cpu() {
+        let allowed = rustix::thread::sched_getaffinity(None).expect("affinity readable");
+        let count = allowed.count() as usize;
+
+        assert_eq!(cpus_to_pin(count + 1), None);
+        assert_eq!(cpus_to_pin(1), None);
+        if count > 1 {
+            let cpus = cpus_to_pin(count).expect("one worker per CPU is pinned");
+            assert_eq!(cpus.len(), count);
+            assert!(cpus.iter().all(|&cpu| allowed.is_set(cpu)));
+        }
+    }
 }
