@@ -280,7 +280,7 @@ const OTHER_TAG: &str = "OTHER";
 /// Returns the index of `tag` in [`COMMAND_TAGS`], or `COMMAND_TAGS.len()`
 /// for [`OTHER_TAG`]. Row counts such as the `0 1` of `INSERT 0 1` are ignored.
 fn command_tag_index(tag: &str) -> usize {
-    // Looked up for every statement: one hash beats a binary search of strings.
+    // Looked up for every statement, so one hash replaces a binary search over strings.
     static INDEX: LazyLock<foldhash::HashMap<&'static str, usize>> =
         LazyLock::new(|| COMMAND_TAGS.iter().enumerate().map(|(index, tag)| (*tag, index)).collect());
     let name = tag.trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ');

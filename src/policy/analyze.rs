@@ -10,6 +10,7 @@ use pg_query::{NodeEnum, ParserOptions};
 
 use super::cache_key::numeric_literal_key;
 use super::facts::{statement_facts, Builder};
+use super::local_cache::{self, Owner};
 use super::{AllowedMark, Analysis, AnalyzeError, ParseOptions};
 
 /// Texts longer than this are analyzed every time instead of being cached,
@@ -25,9 +26,16 @@ static LIBPG_QUERY: Mutex<()> = Mutex::new(());
 
 type CacheEntry = Result<Arc<Analysis>, AnalyzeError>;
 
-/// Parses SQL text into `Analysis`, with a bounded LRU cache. `Send + Sync`;
-/// share one per process.
+/// Source of `Analyzer::id`, so per-thread caches never mix analyzers.
+static NEXT_ANALYZER_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Parses SQL text into `Analysis`, with a bounded LRU cache shared by all
+/// threads and a small one per thread in front of it. `Send + Sync`; share
+/// one per process.
 pub struct Analyzer {
+    id: u64,
+    /// Times the cache was emptied, so per-thread caches know when to empty theirs.
+    clears: AtomicU64,
     /// One cache per `standard_conforming_strings` value, keyed by text, so a
     /// lookup borrows the text instead of allocating a key.
     cache: Option<[parking_lot::Mutex<LruCache<Box<[u8]>, CacheEntry>>; 2]>,
@@ -39,6 +47,8 @@ impl Analyzer {
     /// Creates an analyzer whose cache keeps up to `capacity` texts (0 disables it).
     pub fn new(capacity: usize) -> Self {
         Analyzer {
+            id: NEXT_ANALYZER_ID.fetch_add(1, Ordering::Relaxed),
+            clears: AtomicU64::new(0),
             cache: NonZeroUsize::new(capacity).map(|c| [parking_lot::Mutex::new(LruCache::new(c)), parking_lot::Mutex::new(LruCache::new(c))]),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -50,7 +60,8 @@ impl Analyzer {
     /// with the parser's message.
     pub fn analyze(&self, sql: &str, opts: ParseOptions) -> Result<Arc<Analysis>, AnalyzeError> {
         let cacheable = sql.len() <= MAX_CACHED_TEXT_BYTES;
-        let cache = self.cache.as_ref().filter(|_| cacheable).map(|caches| &caches[usize::from(opts.standard_conforming_strings)]);
+        let options = usize::from(opts.standard_conforming_strings);
+        let cache = self.cache.as_ref().filter(|_| cacheable).map(|caches| &caches[options]);
         let Some(cache) = cache else {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return analyze_uncached(sql, opts).map(Arc::new);
@@ -60,19 +71,37 @@ impl Analyzer {
         // text is the key whenever the key lexer gives up.
         let normalized = numeric_literal_key(sql);
         let key = normalized.as_deref().unwrap_or(sql.as_bytes());
-        if let Some(entry) = cache.lock().get(key) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return entry.clone();
+        let owner = self.owner();
+        if let Some(analysis) = local_cache::get(owner, options, key) {
+            self.hits.fetch_add(local_cache::count_hit(owner), Ordering::Relaxed);
+            return Ok(analysis);
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
 
-        let entry = analyze_uncached(sql, opts).map(Arc::new);
-        let key = normalized.unwrap_or_else(|| sql.as_bytes().to_vec());
-        cache.lock().put(key.into_boxed_slice(), entry.clone());
+        let cached = cache.lock().get(key).cloned();
+        let entry = match cached {
+            Some(entry) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                entry
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                let entry = analyze_uncached(sql, opts).map(Arc::new);
+                cache.lock().put(key.into(), entry.clone());
+                entry
+            }
+        };
+        if let Ok(analysis) = &entry {
+            local_cache::put(owner, options, key, analysis.clone());
+        }
         entry
     }
 
-    /// Returns the cache's (hits, misses) since the analyzer was created.
+    fn owner(&self) -> Owner {
+        Owner { analyzer: self.id, clears: self.clears.load(Ordering::Acquire) }
+    }
+
+    /// Returns the cache's (hits, misses) since the analyzer was created. Each
+    /// thread adds its hits in batches, so a few recent hits may be missing.
     pub fn cache_stats(&self) -> (u64, u64) {
         (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
@@ -82,6 +111,7 @@ impl Analyzer {
         for cache in self.cache.iter().flatten() {
             cache.lock().clear();
         }
+        self.clears.fetch_add(1, Ordering::Release);
     }
 }
 

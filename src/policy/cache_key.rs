@@ -67,7 +67,7 @@ fn next_token_start(bytes: &[u8], mut from: usize) -> usize {
 }
 
 /// Whether any of eight ASCII bytes lies in 0x22..=0x39, the range that
-/// holds every byte [`starts_token`] accepts. Each byte is below 0x80, so
+/// contains every byte [`starts_token`] accepts. Each byte is below 0x80, so
 /// the additions cannot carry into the next byte.
 fn may_start_token(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -240,7 +240,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn word_scan_finds_the_same_byte_as_a_byte_scan(text in "[ -~]{0,40}", from in 0usize..41) {
+        fn word_scan_matches_byte_scan(text in "[ -~]{0,40}", from in 0usize..41) {
             let bytes = text.as_bytes();
             let from = from.min(bytes.len());
             let expected = bytes[from..].iter().position(|&b| super::starts_token(b)).map_or(bytes.len(), |k| from + k);

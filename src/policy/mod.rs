@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 mod analyze;
 mod cache_key;
+mod local_cache;
 mod body;
 mod ddl;
 pub mod defaults;
@@ -49,7 +50,7 @@ pub struct Analysis {
 
 /// The policy generation under which an analysis was allowed with no window
 /// and no reference to session state such as SQL-level prepared statements.
-/// Such a decision holds for every session until the next reload, so the
+/// Such a decision applies to every session until the next reload, so the
 /// proxy can skip judging the text again.
 #[derive(Debug, Default)]
 pub struct AllowedMark(AtomicU64);
@@ -60,7 +61,7 @@ impl AllowedMark {
         self.0.store(generation.wrapping_add(1), Ordering::Release);
     }
 
-    pub fn holds_for(&self, generation: u64) -> bool {
+    pub fn is_set_for(&self, generation: u64) -> bool {
         self.0.load(Ordering::Acquire) == generation.wrapping_add(1)
     }
 }

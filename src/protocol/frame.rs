@@ -107,7 +107,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The bytes read and not yet consumed.
+    /// Returns the bytes read and not yet consumed.
     pub fn buffered(&self) -> &[u8] {
         &self.buffer
     }
@@ -118,7 +118,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         complete_frame(self.buffer.get(offset..).unwrap_or_default(), self.limit)
     }
 
-    /// The body size limit for frames not yet consumed.
+    /// Returns the body size limit for frames not yet consumed.
     pub fn limit(&self) -> usize {
         self.limit
     }

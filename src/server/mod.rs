@@ -24,8 +24,8 @@ use crate::metrics::RefusalReason;
 use crate::session::{handle_client, Shared};
 
 /// Accepts clients until `stop` fires and hands each to a worker. Counts
-/// connections against `limits.max_connections`; the session refuses an
-/// over-limit client itself, with a proper error.
+/// connections against `limits.max_connections`. The session itself rejects
+/// an over-limit client, with an error the client can read.
 pub async fn accept(shared: Arc<Shared>, listener: TcpListener, workers: Workers, stop: CancellationToken) {
     loop {
         let accepted = tokio::select! {
@@ -48,7 +48,7 @@ pub async fn accept(shared: Arc<Shared>, listener: TcpListener, workers: Workers
         }
         match tcp.into_std() {
             Ok(tcp) => workers.dispatch(Incoming { tcp, client_addr, over_limit, guard }),
-            Err(error) => tracing::warn!(%error, "cannot hand over an accepted connection"),
+            Err(error) => tracing::warn!(client = %client_addr, %error, "failed to hand an accepted connection to a worker"),
         }
     }
 }
@@ -68,7 +68,7 @@ pub async fn serve_sessions(shared: Arc<Shared>, mut incoming: UnboundedReceiver
         let tcp = match TcpStream::from_std(tcp) {
             Ok(tcp) => tcp,
             Err(error) => {
-                tracing::warn!(%error, "cannot register a connection with its worker");
+                tracing::warn!(client = %client_addr, %error, "failed to register a connection with its worker");
                 continue;
             }
         };

@@ -40,7 +40,7 @@ pub struct Incoming {
 /// The worker threads, as seen by the accept loop.
 pub struct Workers {
     workers: Vec<Worker>,
-    /// Where the search for the least busy worker starts, so ties rotate.
+    /// Index at which the search for the least busy worker starts, so ties rotate.
     next: AtomicUsize,
 }
 
@@ -52,12 +52,10 @@ struct Worker {
 impl Workers {
     /// Hands `incoming` to the worker with the fewest sessions.
     pub fn dispatch(&self, mut incoming: Incoming) {
-        let count = self.workers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut order: Vec<usize> = (0..count).map(|offset| (start + offset) % count).collect();
-        order.sort_by_key(|&index| self.workers[index].sessions.load(Ordering::Relaxed));
+        let loads: Vec<usize> = self.workers.iter().map(|worker| worker.sessions.load(Ordering::Relaxed)).collect();
 
-        for index in order {
+        for index in least_busy_first(&loads, start) {
             let worker = &self.workers[index];
             worker.sessions.fetch_add(1, Ordering::Relaxed);
             incoming.guard.worker_sessions = Some(worker.sessions.clone());
@@ -66,8 +64,17 @@ impl Workers {
                 Err(returned) => incoming = returned.0,
             }
         }
-        tracing::error!("no worker thread accepts connections; closing the connection");
+        tracing::error!("no worker thread is running, so the connection is closed");
     }
+}
+
+/// Orders worker indexes by their number of sessions. Among workers with
+/// the same number, the order starts at `start`, so ties take turns.
+fn least_busy_first(loads: &[usize], start: usize) -> Vec<usize> {
+    let count = loads.len();
+    let mut order: Vec<usize> = (0..count).map(|offset| (start + offset) % count).collect();
+    order.sort_by_key(|&index| loads[index]);
+    order
 }
 
 /// Starts `count` worker threads, each with a single-threaded runtime that
@@ -111,8 +118,8 @@ fn run_worker(shared: Arc<Shared>, receiver: UnboundedReceiver<Incoming>, stop: 
     runtime.block_on(super::serve_sessions(shared, receiver, stop));
 }
 
-/// The CPUs to pin one worker each to, when there is one worker per CPU
-/// this process may run on. A CPU quota smaller than that set (a container
+/// Returns the CPUs to pin one worker each to, when there is one worker per
+/// CPU this process may run on. A CPU quota smaller than that set (a container
 /// limit, say) leaves the workers unpinned, free to run wherever the quota
 /// is spent.
 pub fn cpus_to_pin(workers: usize) -> Option<Vec<usize>> {
@@ -121,7 +128,7 @@ pub fn cpus_to_pin(workers: usize) -> Option<Vec<usize>> {
     (cpus.len() == workers && workers > 1).then_some(cpus)
 }
 
-/// Keeps the calling thread on `cpu`; a failure leaves it unpinned.
+/// Keeps the calling thread on `cpu`. A failure is logged and leaves the thread unpinned.
 fn pin_to(cpu: usize) {
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
@@ -140,7 +147,19 @@ pub fn worker_count(requested: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::cpus_to_pin;
+    use super::{cpus_to_pin, least_busy_first};
+
+    #[test]
+    fn least_busy_worker_first() {
+        assert_eq!(least_busy_first(&[3, 1, 2], 0), vec![1, 2, 0]);
+        assert_eq!(least_busy_first(&[0, 5, 0], 0), vec![0, 2, 1]);
+    }
+
+    #[test]
+    fn ties_take_turns() {
+        let first_choices: Vec<usize> = (0..4).map(|start| least_busy_first(&[2, 2, 2, 2], start)[0]).collect();
+        assert_eq!(first_choices, vec![0, 1, 2, 3]);
+    }
 
     #[test]
     fn pins_only_one_worker_per_allowed_cpu() {

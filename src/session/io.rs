@@ -1,8 +1,8 @@
 //! Byte streams of either leg, plain TCP or TLS.
 //!
 //! Plain TCP is kept apart from TLS so that its halves read and write the
-//! socket directly: `tokio::io::split` takes a lock on every call, which is
-//! only needed for a TLS session, whose reader and writer share state.
+//! socket directly. `tokio::io::split` takes a lock on every call, which
+//! only a TLS session needs, because its reader and writer share state.
 
 use std::io;
 use std::pin::Pin;

@@ -211,7 +211,7 @@ impl Judge {
             // Unknown to the proxy means unknown to the server, which raises 26000.
             return Ok(());
         };
-        if entry.analyses.iter().all(|analysis| analysis.allowed_anywhere.holds_for(generation)) {
+        if entry.analyses.iter().all(|analysis| analysis.allowed_anywhere.is_set_for(generation)) {
             entry.stable_under = Some(generation);
         }
         if entry.stable_under == Some(generation) {
@@ -283,7 +283,7 @@ impl Judge {
     fn decide(&mut self, analysis: &Analysis) -> Result<bool, ProxyError> {
         // Read before the policy, so a reload in between only makes the mark stale.
         let generation = self.shared.policy_generation();
-        if analysis.allowed_anywhere.holds_for(generation) {
+        if analysis.allowed_anywhere.is_set_for(generation) {
             self.shared.metrics.statement(MetricDecision::Allow, first_tag(analysis));
             return Ok(false);
         }

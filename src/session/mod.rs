@@ -39,8 +39,8 @@ use crate::window::SessionIdentity;
 /// Serves one accepted TCP connection to its end.
 ///
 /// Startup and teardown run inside the session's tracing span. The relay
-/// loop does not: entering a span on every poll costs more than relaying a
-/// small message, so its events name the session themselves.
+/// loop runs outside it, because entering a span on every poll costs more
+/// than relaying a small message. Its events name the session themselves.
 pub async fn handle_client(shared: Arc<Shared>, tcp: TcpStream, client_addr: SocketAddr, over_limit: bool, shutdown: CancellationToken) {
     let session_id = shared.next_session_id();
     let span = tracing::info_span!(

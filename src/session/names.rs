@@ -8,7 +8,7 @@
 use foldhash::{HashMap, HashMapExt};
 
 /// Values by name. Names come from the client, so the hasher is seeded per
-/// process; it is faster than the standard one on short names.
+/// process. It is faster than the standard library's on short names.
 pub struct NameMap<V> {
     unnamed: Option<V>,
     named: HashMap<Vec<u8>, V>,
@@ -43,7 +43,7 @@ impl<V> NameMap<V> {
         }
     }
 
-    /// The entry under `name`, created with `V::default()` when missing.
+    /// Returns the entry under `name`, created with `V::default()` when missing.
     pub fn get_or_default(&mut self, name: &[u8]) -> &mut V
     where
         V: Default,

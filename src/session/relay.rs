@@ -91,7 +91,7 @@ async fn client_to_server(judge: &Mutex<Judge>, reader: &mut FrameReader<IoReade
     }
 }
 
-/// What judging one batch of buffered client messages did.
+/// Outcome of judging one batch of buffered client messages.
 struct Batch {
     consumed: usize,
     /// A Terminate message was among them.
@@ -144,7 +144,7 @@ fn client_frame_error(error: FrameError) -> End {
 }
 
 /// Forwards server messages straight from the read buffer. Only ErrorResponse,
-/// ParameterStatus and ReadyForQuery are looked at; everything else, DataRow
+/// ParameterStatus and ReadyForQuery are inspected. Everything else, DataRow
 /// above all, goes out without being split or copied.
 async fn server_to_client(
     judge: &Mutex<Judge>,
@@ -176,7 +176,7 @@ async fn server_to_client(
     }
 }
 
-/// How forwarding stopped, and how many buffered bytes were handled first.
+/// Reason forwarding stopped, with the number of buffered bytes handled before it.
 struct Failure {
     forwarded: usize,
     end: End,
