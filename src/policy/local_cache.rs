@@ -17,14 +17,14 @@ use super::Analysis;
 /// application's hot statements, while the shared cache keeps the rest.
 const ENTRIES: NonZeroUsize = NonZeroUsize::new(128).expect("128 is not zero");
 
-/// Longest key kept per thread, which bounds a thread's keys to 1 MiB.
+/// Maximum length of a key kept per thread, which bounds a thread's keys to 1 MiB.
 const MAX_KEY_BYTES: usize = 4096;
 
 /// Local hits counted before they are added to the analyzer's shared total.
 pub const HIT_BATCH: u64 = 32;
 
-/// Which cache contents a thread may use: the analyzer they came from, and
-/// how many times that analyzer was cleared before.
+/// Origin of the cache contents a thread may use: the analyzer they came
+/// from, and how many times that analyzer was cleared before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
     pub analyzer: u64,
