@@ -283,8 +283,18 @@ fn command_tag_index(tag: &str) -> usize {
     // Looked up for every statement, so one hash replaces a binary search over strings.
     static INDEX: LazyLock<foldhash::HashMap<&'static str, usize>> =
         LazyLock::new(|| COMMAND_TAGS.iter().enumerate().map(|(index, tag)| (*tag, index)).collect());
+    // Most statements repeat the tag of the one before, which one comparison confirms.
+    thread_local! {
+        static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
     let name = tag.trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ');
-    INDEX.get(name).copied().unwrap_or(COMMAND_TAGS.len())
+    let last = LAST.get();
+    if COMMAND_TAGS.get(last) == Some(&name) {
+        return last;
+    }
+    let index = INDEX.get(name).copied().unwrap_or(COMMAND_TAGS.len());
+    LAST.set(index);
+    index
 }
 
 fn command_tag_label(index: usize) -> &'static str {

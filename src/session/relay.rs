@@ -104,30 +104,40 @@ struct Batch {
 async fn judge_buffered(judge: &Mutex<Judge>, buffered: &[u8], limit: usize, writer: &mut IoWriter, out: &mut BytesMut) -> Batch {
     let mut batch = Batch { consumed: 0, terminate: false, end: None };
     loop {
+        let more = judge_until_flush(judge, buffered, limit, out, &mut batch);
+        if !more || batch.end.is_some() {
+            return batch;
+        }
+        if writer.write_all(out).await.is_err() {
+            batch.end = Some(End::ServerClosed);
+            return batch;
+        }
+        out.clear();
+    }
+}
+
+/// Judges buffered messages under one lock of the judge until they run out
+/// or `out` needs writing. Returns whether messages may remain.
+fn judge_until_flush(judge: &Mutex<Judge>, buffered: &[u8], limit: usize, out: &mut BytesMut, batch: &mut Batch) -> bool {
+    let mut judge = judge.lock();
+    while out.len() < FLUSH_THRESHOLD {
         let (tag, total) = match complete_frame(&buffered[batch.consumed..], limit) {
             Ok(Some(frame)) => frame,
-            Ok(None) => return batch,
+            Ok(None) => return false,
             Err(error) => {
                 batch.end = Some(client_frame_error(error));
-                return batch;
+                return false;
             }
         };
         let message = Message { tag, bytes: &buffered[batch.consumed..batch.consumed + total] };
         batch.consumed += total;
         batch.terminate |= tag == b'X';
-        if let Err(error) = judge.lock().client_message(message, out) {
+        if let Err(error) = judge.client_message(message, out) {
             batch.end = Some(End::Fatal(error));
-            return batch;
-        }
-
-        if out.len() >= FLUSH_THRESHOLD {
-            if writer.write_all(out).await.is_err() {
-                batch.end = Some(End::ServerClosed);
-                return batch;
-            }
-            out.clear();
+            return false;
         }
     }
+    true
 }
 
 fn client_frame_error(error: FrameError) -> End {
