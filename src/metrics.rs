@@ -283,7 +283,7 @@ fn command_tag_index(tag: &str) -> usize {
     // Looked up for every statement, so one hash replaces a binary search over strings.
     static INDEX: LazyLock<foldhash::HashMap<&'static str, usize>> =
         LazyLock::new(|| COMMAND_TAGS.iter().enumerate().map(|(index, tag)| (*tag, index)).collect());
-    // Most statements repeat the tag of the one before, which one comparison confirms.
+    // Consecutive statements often share a tag, which one comparison confirms before hashing.
     thread_local! {
         static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }

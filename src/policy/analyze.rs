@@ -10,7 +10,7 @@ use pg_query::{NodeEnum, ParserOptions};
 
 use super::cache_key::numeric_literal_key;
 use super::facts::{statement_facts, Builder};
-use super::local_cache::{self, Owner};
+use super::local_cache::{self, HitCounters, Owner};
 use super::{AllowedMark, Analysis, AnalyzeError, ParseOptions};
 
 /// Texts longer than this are analyzed every time instead of being cached,
@@ -34,12 +34,16 @@ static NEXT_ANALYZER_ID: AtomicU64 = AtomicU64::new(0);
 /// one per process.
 pub struct Analyzer {
     id: u64,
+    /// Entries of the shared cache; per-thread caches keep no more.
+    capacity: NonZeroUsize,
     /// Times the cache was emptied, so per-thread caches know when to empty theirs.
     clears: AtomicU64,
     /// One cache per `standard_conforming_strings` value, keyed by text, so a
     /// lookup borrows the text instead of allocating a key.
     cache: Option<[parking_lot::Mutex<LruCache<Box<[u8]>, CacheEntry>>; 2]>,
     hits: AtomicU64,
+    /// Hits answered by per-thread caches, one counter per thread.
+    local_hits: HitCounters,
     misses: AtomicU64,
 }
 
@@ -49,8 +53,10 @@ impl Analyzer {
         Analyzer {
             id: NEXT_ANALYZER_ID.fetch_add(1, Ordering::Relaxed),
             clears: AtomicU64::new(0),
+            capacity: NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
             cache: NonZeroUsize::new(capacity).map(|c| [parking_lot::Mutex::new(LruCache::new(c)), parking_lot::Mutex::new(LruCache::new(c))]),
             hits: AtomicU64::new(0),
+            local_hits: HitCounters::default(),
             misses: AtomicU64::new(0),
         }
     }
@@ -72,8 +78,7 @@ impl Analyzer {
         let normalized = numeric_literal_key(sql);
         let key = normalized.as_deref().unwrap_or(sql.as_bytes());
         let owner = self.owner();
-        if let Some(analysis) = local_cache::get(owner, options, key) {
-            self.hits.fetch_add(local_cache::count_hit(owner), Ordering::Relaxed);
+        if let Some(analysis) = local_cache::get(owner, &self.local_hits, options, key) {
             return Ok(analysis);
         }
 
@@ -91,19 +96,19 @@ impl Analyzer {
             }
         };
         if let Ok(analysis) = &entry {
-            local_cache::put(owner, options, key, analysis.clone());
+            local_cache::put(owner, &self.local_hits, options, key, analysis.clone());
         }
         entry
     }
 
     fn owner(&self) -> Owner {
-        Owner { analyzer: self.id, clears: self.clears.load(Ordering::Acquire) }
+        Owner { analyzer: self.id, clears: self.clears.load(Ordering::Acquire), capacity: self.capacity }
     }
 
-    /// Returns the cache's (hits, misses) since the analyzer was created. Each
-    /// thread adds its hits in batches, so a few recent hits may be missing.
+    /// Returns the cache's (hits, misses) since the analyzer was created.
     pub fn cache_stats(&self) -> (u64, u64) {
-        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+        let local: u64 = self.local_hits.lock().iter().map(|hits| hits.load(Ordering::Relaxed)).sum();
+        (self.hits.load(Ordering::Relaxed) + local, self.misses.load(Ordering::Relaxed))
     }
 
     /// Empties the cache (for example after a rules reload).
