@@ -42,7 +42,7 @@ pub struct Analyzer {
     /// lookup borrows the text instead of allocating a key.
     cache: Option<[parking_lot::Mutex<LruCache<Box<[u8]>, CacheEntry>>; 2]>,
     hits: AtomicU64,
-    /// Hits answered by per-thread caches, one counter per thread.
+    /// Hits served by per-thread caches, one counter per thread.
     local_hits: HitCounters,
     misses: AtomicU64,
 }

@@ -66,7 +66,7 @@ fn next_token_start(bytes: &[u8], mut from: usize) -> usize {
     tail.iter().position(|&byte| starts_token(byte)).map_or(bytes.len(), |offset| from + offset)
 }
 
-/// Whether any of eight ASCII bytes lies in 0x22..=0x39, the range that
+/// Returns whether any of eight ASCII bytes lies in 0x22..=0x39, the range that
 /// contains every byte [`starts_token`] accepts. Each byte is below 0x80, so
 /// the additions cannot carry into the next byte.
 fn may_start_token(word: u64) -> bool {
@@ -93,8 +93,8 @@ static TOKEN_STARTS: [bool; 256] = {
     table
 };
 
-/// A quote right after an identifier byte (`E'`, `B'`, `U&'`, `U&"`) opens a
-/// string whose lexing this module does not follow.
+/// Returns whether the quote at `i` opens a prefixed string or identifier
+/// (`E'`, `B'`, `U&'`, `U&"`), whose lexing this module does not follow.
 fn is_prefixed_quote(bytes: &[u8], i: usize) -> bool {
     let Some(&previous) = i.checked_sub(1).and_then(|p| bytes.get(p)) else {
         return false;

@@ -126,8 +126,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Makes room for the rest of a frame whose header is buffered, which the
     /// limit bounds, or else for a full socket read.
     fn reserve_for_next_read(&mut self) -> Result<(), FrameError> {
-        if let Some(header) = self.buffer.get(..5) {
-            let total = checked_length(i32::from_be_bytes([header[1], header[2], header[3], header[4]]), self.limit)? + 1;
+        if let Some(total) = announced_total(&self.buffer, self.limit)? {
             if total > self.buffer.len() {
                 self.buffer.reserve(total - self.buffer.len());
                 return Ok(());
@@ -150,12 +149,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     fn split_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        if self.buffer.len() < 5 {
+        let Some(total) = announced_total(&self.buffer, self.limit)? else {
             return Ok(None);
-        }
-        let declared = (&self.buffer[1..5]).get_i32();
-        let length = checked_length(declared, self.limit)?;
-        let total = length + 1;
+        };
         if self.buffer.len() < total {
             // Reserve only up to what the header announced, which the limit bounds.
             self.buffer.reserve(total - self.buffer.len());
@@ -169,11 +165,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 /// Tag and total length of the frame at the start of `bytes`, or `None`
 /// when `bytes` holds only part of it.
 pub fn complete_frame(bytes: &[u8], limit: usize) -> Result<Option<(u8, usize)>, FrameError> {
+    let Some(total) = announced_total(bytes, limit)? else {
+        return Ok(None);
+    };
+    Ok((bytes.len() >= total).then_some((bytes[0], total)))
+}
+
+/// Total length, type byte included, that the header at the start of
+/// `bytes` announces, or `None` before the whole header is there.
+fn announced_total(bytes: &[u8], limit: usize) -> Result<Option<usize>, FrameError> {
     let Some(header) = bytes.get(..5) else {
         return Ok(None);
     };
-    let total = checked_length(i32::from_be_bytes([header[1], header[2], header[3], header[4]]), limit)? + 1;
-    Ok((bytes.len() >= total).then_some((header[0], total)))
+    let declared = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    Ok(Some(checked_length(declared, limit)? + 1))
 }
 
 /// Validates a self-inclusive length field against the limit on the body.
