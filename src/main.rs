@@ -26,7 +26,7 @@ const EXIT_USAGE: u8 = 2;
 #[derive(Parser)]
 #[command(name = "schemagate", version = VERSION, about = "PostgreSQL proxy that enforces migration-time privileges")]
 struct Cli {
-    /// Threads that run sessions, each with its own event loop; 0 means one per CPU, each pinned to its CPU.
+    /// Threads that run sessions, each with its own event loop; 0 means one per CPU, each pinned to its CPU unless a CPU quota is smaller.
     #[arg(long, global = true, env = "SCHEMAGATE_WORKER_THREADS", default_value_t = 0)]
     worker_threads: usize,
     /// Log format for the proxy's own logs.
